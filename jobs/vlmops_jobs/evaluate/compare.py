@@ -1,0 +1,206 @@
+"""Side-by-side comparison of two evaluations (and optionally a published reference).
+
+`python -m vlmops_jobs.evaluate compare A [B] [--reference llava-ov-1.5-8b] [--json]`
+
+A and B may each be:
+- an EvalSuite output URI/path (a directory holding `results.json`) or a `results.json` file,
+- a raw lmms-eval results JSON (normalised on the fly),
+- an EvalSuite object as JSON/YAML (`kubectl get evs NAME -o yaml`: `status.results` is used),
+- a job log or termination message holding the `{"vlmopsResult": ...}` line,
+- a reference name (`llava-ov-1.5-8b`, also spelled `ref:llava-ov-1.5-8b`).
+
+The operator's CLI (`vlmops eval compare`) resolves EvalSuite names to `status.results` itself and
+calls `compare_rows` / `format_table`, or `compare_main` with files.
+Deltas are B - A, and A - ref / B - ref; values are in lmms-eval's units for each metric.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+from importlib import resources
+from typing import Any, Iterable, Mapping
+
+from ..common import storage
+from ..common.result import JobError, parse_result
+from .normalize import normalize
+from .thresholds import result_key
+
+REFERENCES_FILE = "references.json"
+RESULTS = "results.json"
+
+
+def references() -> dict[str, Any]:
+    """The shipped reference numbers (package data), keyed by reference name."""
+    text = resources.files(__package__).joinpath(REFERENCES_FILE).read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+def reference_results(name: str) -> list[dict[str, Any]]:
+    refs = references()
+    key = name[4:] if name.startswith("ref:") else name
+    if key not in refs:
+        raise JobError(f"reference: unknown {name!r} (known: {', '.join(sorted(refs))})")
+    return [{"task": r["task"], "metric": r["metric"], "value": r["value"]} for r in refs[key]["results"]]
+
+
+def _results_from_doc(doc: Any, source: str) -> list[dict[str, Any]]:
+    if isinstance(doc, list):
+        return [dict(r) for r in doc]
+    if not isinstance(doc, Mapping):
+        raise JobError(f"compare {source}: not a results document")
+    if "vlmopsResult" in doc:
+        return _results_from_doc(doc["vlmopsResult"], source)
+    if isinstance(doc.get("status"), Mapping) and "results" in doc["status"]:  # an EvalSuite object
+        return [dict(r) for r in doc["status"]["results"] or []]
+    res = doc.get("results")
+    if isinstance(res, list):  # normalised results.json / result line
+        return [dict(r) for r in res]
+    if isinstance(res, Mapping):  # raw lmms-eval output
+        return normalize(doc)["results"]
+    raise JobError(f"compare {source}: no results found (expected results.json, lmms-eval JSON or an EvalSuite)")
+
+
+def load_results(source: str) -> list[dict[str, Any]]:
+    """Results list from any of the accepted sources (see module docstring)."""
+    key = source[4:] if source.startswith("ref:") else source
+    if source.startswith("ref:") or (key in references() and not os.path.exists(source)):
+        return reference_results(source)
+    uri = source
+    try:
+        if not storage.exists(uri):
+            raise JobError(f"compare {source}: not found")
+        fs, path = storage.get_fs(uri)
+        if fs.isdir(path):
+            uri = storage.join(uri, RESULTS)
+            if not storage.exists(uri):
+                raise JobError(f"compare {source}: directory has no {RESULTS}")
+        text = storage.read_bytes(uri).decode("utf-8")
+    except JobError:
+        raise
+    except Exception as e:
+        raise JobError(f"compare {source}: cannot read ({type(e).__name__}: {e})") from None
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        doc = parse_result(text)
+        if doc is None:
+            try:
+                import yaml
+
+                doc = yaml.safe_load(text)
+            except Exception:
+                doc = None
+    if doc is None:
+        raise JobError(f"compare {source}: neither JSON, YAML nor a job log with a result line")
+    return _results_from_doc(doc, source)
+
+
+def _index(results: Iterable[Mapping[str, Any]] | None) -> dict[str, float | None]:
+    out: dict[str, float | None] = {}
+    for r in results or []:
+        v = r.get("value")
+        ok = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+        out.setdefault(result_key(str(r["task"]), str(r["metric"])), float(v) if ok else None)
+    return out
+
+
+def _delta(x: float | None, y: float | None) -> float | None:
+    return None if x is None or y is None else x - y
+
+
+def compare_rows(
+    a: Iterable[Mapping[str, Any]],
+    b: Iterable[Mapping[str, Any]] | None = None,
+    reference: Iterable[Mapping[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """One row per task/metric present in any input, sorted: {"task","metric","a","b","delta",
+    "ref","aVsRef","bVsRef"} (keys for absent inputs are left out; missing values are None)."""
+    ia, ib, ir = _index(a), _index(b) if b is not None else None, _index(reference) if reference is not None else None
+    keys = set(ia) | set(ib or {}) | set(ir or {})
+    rows = []
+    for key in sorted(keys, key=lambda k: tuple(k.split("/", 1))):
+        task, metric = key.split("/", 1)
+        row: dict[str, Any] = {"task": task, "metric": metric, "a": ia.get(key)}
+        if ib is not None:
+            row["b"] = ib.get(key)
+            row["delta"] = _delta(row["b"], row["a"])
+        if ir is not None:
+            row["ref"] = ir.get(key)
+            row["aVsRef"] = _delta(row["a"], row["ref"])
+            if ib is not None:
+                row["bVsRef"] = _delta(row["b"], row["ref"])
+        rows.append(row)
+    return rows
+
+
+def _fmt(v: float | None, signed: bool = False) -> str:
+    if v is None:
+        return "-"
+    return f"{v:+.4f}" if signed else f"{v:.4f}"
+
+
+def format_table(rows: list[dict[str, Any]], labels: Mapping[str, str] | None = None) -> str:
+    """Plain-text table; `labels` names the columns a/b/ref (defaults "A", "B", "ref")."""
+    labels = {"a": "A", "b": "B", "ref": "ref", **(labels or {})}
+    cols: list[tuple[str, str, bool]] = [("task", "task", False), ("metric", "metric", False), ("a", labels["a"], False)]
+    has_b = any("b" in r for r in rows)
+    has_ref = any("ref" in r for r in rows)
+    if has_b:
+        cols += [("b", labels["b"], False), ("delta", f"{labels['b']}-{labels['a']}", True)]
+    if has_ref:
+        cols += [("ref", labels["ref"], False), ("aVsRef", f"{labels['a']}-{labels['ref']}", True)]
+        if has_b:
+            cols.append(("bVsRef", f"{labels['b']}-{labels['ref']}", True))
+    table = [[title for _, title, _ in cols]]
+    for r in rows:
+        table.append([str(r[k]) if k in ("task", "metric") else _fmt(r.get(k), signed) for k, _, signed in cols])
+    widths = [max(len(row[i]) for row in table) for i in range(len(cols))]
+    lines = []
+    for n, row in enumerate(table):
+        cells = [c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))]
+        lines.append("  ".join(cells).rstrip())
+        if n == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def _label(source: str) -> str:
+    s = source.rstrip("/")
+    if s.startswith("ref:"):
+        return s[4:]
+    base = s.rsplit("/", 1)[-1]
+    if base == RESULTS and "/" in s:
+        base = s.rsplit("/", 2)[-2]
+    return base or s
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m vlmops_jobs.evaluate compare",
+                                description="Compare two evaluations side by side (deltas B-A), optionally against a reference.")
+    p.add_argument("a", help="results.json / output dir / lmms-eval JSON / EvalSuite YAML / reference name")
+    p.add_argument("b", nargs="?", default=None, help="second evaluation (same forms as A)")
+    p.add_argument("--reference", default=None, help=f"published numbers to compare with, e.g. llava-ov-1.5-8b")
+    p.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
+    return p
+
+
+def compare_main(argv: list[str] | None = None) -> int:
+    """CLI entry (also wired into `vlmops eval compare`). Prints the table; returns 0.
+    Bad input raises JobError (the caller prints `error: ...` and exits 2)."""
+    args = build_parser().parse_args(argv)
+    if args.b is None and args.reference is None:
+        raise JobError("compare: give two evaluations, or one and --reference")
+    a = load_results(args.a)
+    b = load_results(args.b) if args.b is not None else None
+    ref = reference_results(args.reference) if args.reference else None
+    rows = compare_rows(a, b, ref)
+    if args.json:
+        print(json.dumps(rows, indent=2, sort_keys=True))
+    else:
+        labels = {"a": _label(args.a), "b": _label(args.b) if args.b else "B", "ref": args.reference or "ref"}
+        if labels["a"] == labels["b"]:
+            labels = {**labels, "a": "A", "b": "B"}
+        print(format_table(rows, labels))
+    return 0

@@ -1,0 +1,185 @@
+"""Resolve the checkpoint an EvalSuite evaluates to a local Hugging Face directory, with a digest.
+
+`--model-uri` is what the operator resolved from `spec.model`:
+- `s3://...` (or any remote fsspec URI): a directory of an HF checkpoint; copied to local disk.
+- `file://...` or a plain path: used in place (no copy).
+- a Hugging Face repo id (`org/name`, optionally `org/name@revision`) that is not a path: looked
+  up in the local HF cache only (`local_files_only`; nothing is downloaded).
+
+The model digest is a tree digest: sha256 over the canonical JSON of {relative path: sha256 of
+the file} for every file of the checkpoint, so it names the content, not where it was read from.
+When the directory holds a vlmops `manifest.json` (a training stage's export), every file it
+lists is checked against its recorded digest, and `--model-digest` may name either the tree
+digest or the manifest's own digest (the stage's `status.output.digest`).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..common import storage
+from ..common.lineage import MANIFEST
+from ..common.result import JobError
+
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?(@[\w.\-/]+)?$")
+_SKIP_DIRS = {".cache", ".git", "__pycache__"}
+
+
+@dataclass
+class ResolvedModel:
+    uri: str
+    local_dir: str
+    digest: str
+    manifest_digest: str | None = None
+    files: int = 0
+    bytes: int = 0
+    copied: bool = False
+    copy_seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def lineage(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"uri": self.uri, "digest": self.digest}
+        if self.manifest_digest:
+            d["manifestDigest"] = self.manifest_digest
+        return d
+
+
+def _is_remote(uri: str) -> bool:
+    return "://" in uri and not uri.startswith("file://")
+
+
+def _local_path(uri: str) -> str:
+    return os.path.abspath(uri[len("file://"):] if uri.startswith("file://") else uri)
+
+
+def copy_to_local(uri: str, dest: str, log=print, label: str = "model uri") -> tuple[int, int, float]:
+    """Copy every file under a remote directory URI to `dest`; returns (files, bytes, seconds)."""
+    fs, root = storage.get_fs(uri)
+    root = root.rstrip("/")
+    try:
+        found = fs.find(root, detail=True)
+    except FileNotFoundError:
+        found = {}
+    files = {p: info for p, info in found.items() if info.get("type", "file") != "directory"}
+    if not files:
+        raise JobError(f"{label}: {uri} does not exist or is empty")
+    os.makedirs(dest, exist_ok=True)
+    t0 = time.monotonic()
+    total = copied = 0
+    for path, info in sorted(files.items()):
+        rel = path[len(root):].lstrip("/")
+        if not rel or any(part in _SKIP_DIRS or part.startswith(".tmp-") for part in rel.split("/")):
+            continue
+        target = os.path.join(dest, rel)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        tmp = target + ".part"
+        fs.get_file(path, tmp)
+        os.replace(tmp, target)
+        total += os.path.getsize(target)
+        copied += 1
+    dt = max(time.monotonic() - t0, 1e-9)
+    log(f"copied {uri} -> {dest}: {copied} files, {total} bytes in {dt:.2f}s "
+        f"({copied / dt:.1f} files/s, {total / dt:.0f} bytes/s)")
+    return copied, total, dt
+
+
+def _hash_file(path: str, chunk: int = 8 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(chunk)
+            if not b:
+                break
+            h.update(b)
+    return "sha256:" + h.hexdigest()
+
+
+def file_digests(local_dir: str) -> dict[str, str]:
+    """{relative path: sha256} for every file under `local_dir` (symlinks followed: HF cache)."""
+    out: dict[str, str] = {}
+    for dirpath, dirnames, filenames in os.walk(local_dir, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS)
+        for name in sorted(filenames):
+            full = os.path.join(dirpath, name)
+            rel = os.path.relpath(full, local_dir).replace(os.sep, "/")
+            out[rel] = _hash_file(full)
+    return dict(sorted(out.items()))
+
+
+def tree_digest(digests: dict[str, str]) -> str:
+    return storage.sha256_bytes(storage.canonical_json({"files": dict(sorted(digests.items()))}))
+
+
+def _hf_cache_lookup(repo: str) -> str:
+    repo_id, _, revision = repo.partition("@")
+    try:
+        from huggingface_hub import snapshot_download
+
+        return snapshot_download(repo_id=repo_id, revision=revision or None, local_files_only=True)
+    except Exception as e:  # LocalEntryNotFoundError, HFValidationError, ...
+        raise JobError(
+            f"model uri: {repo} is neither a path nor a Hugging Face repo in the local cache "
+            f"(HF_HOME={os.environ.get('HF_HOME', '~/.cache/huggingface')}; nothing is downloaded): "
+            f"{type(e).__name__}"
+        ) from None
+
+
+def check_manifest(local_dir: str, digests: dict[str, str]) -> str | None:
+    """If the checkpoint carries a vlmops manifest, verify the files it lists; return its digest."""
+    path = os.path.join(local_dir, MANIFEST)
+    if not os.path.isfile(path):
+        return None
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        manifest = json.loads(data)
+    except ValueError:
+        return None
+    listed = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(listed, dict):
+        return None
+    for rel, expected in sorted(listed.items()):
+        actual = digests.get(rel)
+        if actual is None:
+            raise JobError(f"model uri: file {rel} listed in its {MANIFEST} is missing")
+        if actual != expected:
+            raise JobError(f"model digest: {rel} is {actual}, its {MANIFEST} says {expected}")
+    return storage.sha256_bytes(data)
+
+
+def resolve_model(uri: str, work_dir: str, expected_digest: str | None = None, log=print) -> ResolvedModel:
+    if not uri:
+        raise JobError("model uri: empty")
+    copied = False
+    n_files = n_bytes = 0
+    seconds = 0.0
+    if _is_remote(uri):
+        local = os.path.join(work_dir, "model")
+        n_files, n_bytes, seconds = copy_to_local(uri, local, log=log)
+        copied = True
+    elif uri.startswith("file://") or os.path.exists(uri) or uri.startswith(("/", ".")):
+        local = _local_path(uri)
+        if not os.path.isdir(local):
+            raise JobError(f"model uri: {uri} does not exist or is not a directory")
+    elif _REPO_ID.match(uri):
+        local = _hf_cache_lookup(uri)
+    else:
+        raise JobError(f"model uri: {uri} is not a URI, a path or a Hugging Face repo id")
+    if not os.path.isfile(os.path.join(local, "config.json")):
+        raise JobError(f"model uri: {uri} has no config.json (not a Hugging Face checkpoint directory)")
+    digests = file_digests(local)
+    digest = tree_digest(digests)
+    manifest_digest = check_manifest(local, digests)
+    if expected_digest and expected_digest not in {digest, manifest_digest}:
+        got = digest if not manifest_digest else f"{digest} (tree) / {manifest_digest} (manifest)"
+        raise JobError(f"model digest: expected {expected_digest}, checkpoint at {uri} has {got}")
+    if not copied:
+        n_files = len(digests)
+        n_bytes = sum(os.path.getsize(os.path.join(local, p)) for p in digests)
+    return ResolvedModel(uri=uri, local_dir=local, digest=digest, manifest_digest=manifest_digest,
+                         files=n_files, bytes=n_bytes, copied=copied, copy_seconds=seconds)
