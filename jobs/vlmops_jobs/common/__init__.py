@@ -1,0 +1,1 @@
+"""Helpers every job shares: fsspec I/O with atomic commits, digests, lineage manifests, results."""

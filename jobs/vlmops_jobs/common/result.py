@@ -1,0 +1,54 @@
+"""How a job reports its result: the last stdout line is one JSON object.
+
+The same JSON is written to the container's termination message file (Kubernetes
+`terminationMessagePath`, 4 KiB max), which is how the operator reads a finished pod's
+stats without log access or storage credentials. The local runner parses stdout.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+TERMINATION_LOG = "/dev/termination-log"
+MAX_TERMINATION_BYTES = 4096
+
+
+class JobError(Exception):
+    """A clear, user-facing error: the job prints it (naming the input and field) and exits 2."""
+
+
+def emit_result(result: dict[str, Any]) -> None:
+    line = json.dumps({"vlmopsResult": result}, sort_keys=True, separators=(",", ":"))
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+    path = os.environ.get("VLMOPS_TERMINATION_LOG", TERMINATION_LOG)
+    if len(line.encode()) <= MAX_TERMINATION_BYTES and os.path.isdir(os.path.dirname(path) or "."):
+        try:
+            with open(path, "w") as f:
+                f.write(line)
+        except OSError:
+            pass  # not in a pod (or not writable): stdout is the record
+
+
+def parse_result(text: str) -> dict[str, Any] | None:
+    """Find the result in a log or termination message (the last line that carries one)."""
+    for line in reversed(text.strip().splitlines()):
+        line = line.strip()
+        if line.startswith("{") and '"vlmopsResult"' in line:
+            try:
+                return json.loads(line)["vlmopsResult"]
+            except (ValueError, KeyError):
+                continue
+    return None
+
+
+def run_main(fn, argv: list[str] | None = None) -> int:
+    """Run a job's main, turning JobError into one clear line on stderr and exit code 2."""
+    try:
+        fn(argv)
+        return 0
+    except JobError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2

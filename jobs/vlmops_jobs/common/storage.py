@@ -1,0 +1,116 @@
+"""fsspec I/O with atomic commits.
+
+Object stores have no atomic rename, so "atomic" here means: write the bytes to a temporary
+key, then copy/move to the final key; readers only trust a file once the manifest that
+lists it (with its digest) exists, and manifests are written last.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+import fsspec
+from fsspec.core import url_to_fs
+
+
+def storage_options(uri: str) -> dict[str, Any]:
+    """S3 options from the environment (the pod contract): endpoint and region, creds from env."""
+    if not uri.startswith(("s3://", "s3a://")):
+        return {}
+    opts: dict[str, Any] = {}
+    client_kwargs: dict[str, Any] = {}
+    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    if endpoint:
+        client_kwargs["endpoint_url"] = endpoint
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if region:
+        client_kwargs["region_name"] = region
+    if client_kwargs:
+        opts["client_kwargs"] = client_kwargs
+    return opts
+
+
+def get_fs(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
+    """(filesystem, path) for a URI; plain paths are local files."""
+    fs, path = url_to_fs(uri, **storage_options(uri))
+    return fs, path
+
+
+def join(base: str, *parts: str) -> str:
+    return "/".join([base.rstrip("/")] + [p.strip("/") for p in parts])
+
+
+def exists(uri: str) -> bool:
+    fs, path = get_fs(uri)
+    return fs.exists(path)
+
+
+def read_bytes(uri: str) -> bytes:
+    fs, path = get_fs(uri)
+    with fs.open(path, "rb") as f:
+        return f.read()
+
+
+def read_json(uri: str) -> Any:
+    return json.loads(read_bytes(uri))
+
+
+def sha256_bytes(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def sha256_uri(uri: str, chunk: int = 8 << 20) -> str:
+    fs, path = get_fs(uri)
+    h = hashlib.sha256()
+    with fs.open(path, "rb") as f:
+        while True:
+            b = f.read(chunk)
+            if not b:
+                break
+            h.update(b)
+    return "sha256:" + h.hexdigest()
+
+
+@contextmanager
+def atomic_open(uri: str, mode: str = "wb") -> Iterator[Any]:
+    """Write to a temporary sibling key, then move it onto `uri` only if the block succeeds."""
+    fs, path = get_fs(uri)
+    parent = path.rsplit("/", 1)[0] if "/" in path else ""
+    tmp = f"{parent}/.tmp-{uuid.uuid4().hex}-{path.rsplit('/', 1)[-1]}" if parent else f".tmp-{uuid.uuid4().hex}"
+    if parent and not _is_object_store(fs):
+        fs.makedirs(parent, exist_ok=True)
+    try:
+        with fs.open(tmp, mode) as f:
+            yield f
+        fs.mv(tmp, path)
+    except BaseException:
+        try:
+            if fs.exists(tmp):
+                fs.rm(tmp)
+        finally:
+            raise
+
+
+def write_bytes_atomic(uri: str, data: bytes) -> str:
+    """Atomically write bytes; returns their sha256 digest."""
+    with atomic_open(uri, "wb") as f:
+        f.write(data)
+    return sha256_bytes(data)
+
+
+def canonical_json(obj: Any) -> bytes:
+    """Byte-stable JSON (sorted keys, fixed separators) so two runs give identical files."""
+    return (json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
+
+
+def write_json_atomic(uri: str, obj: Any) -> str:
+    return write_bytes_atomic(uri, canonical_json(obj))
+
+
+def _is_object_store(fs: fsspec.AbstractFileSystem) -> bool:
+    protos = fs.protocol if isinstance(fs.protocol, (tuple, list)) else (fs.protocol,)
+    return any(p in ("s3", "s3a", "gs", "gcs", "az", "abfs") for p in protos)

@@ -1,0 +1,3 @@
+from vlmops.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,85 @@
+"""BalancedCorpus (`bc`): concept-balanced sample manifest (MetaCLIP-style resampling)."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from .common import CommonSpec, CommonStatus, Model, OutputSpec, Progress
+from .rules import at_most_one, check_rules, with_rules
+
+
+class Embedder(Model):
+    model: str = Field(..., description="Local path or URI of a CLIP-family model (no hub downloads).")
+    batch_size: int = Field(64, ge=1)
+    image_field: str = "images"
+
+
+class Source(Model):
+    uri: str = Field(..., min_length=1, description="Parquet file or prefix, one row per sample.")
+    id_field: str = "id"
+    embedding_field: str = "embedding"
+    embedder: Embedder | None = None
+
+
+class Concepts(Model):
+    uri: str = Field(..., min_length=1)
+    text_field: str = "text"
+    embedding_field: str = "embedding"
+
+
+class Retrieval(Model):
+    top_k: int = Field(5, ge=1, le=1024)
+    index: str = Field("Flat", min_length=1, description="faiss index factory string.")
+    nprobe: int | None = Field(None, ge=1)
+    min_similarity: float = Field(-1.0, ge=-1.0, le=1.0)
+    recall_sample: int = Field(1000, ge=0)
+
+
+_BALANCING_RULES = (at_most_one("threshold", "targetSamples"),)
+
+
+class Balancing(Model):
+    model_config = with_rules(*_BALANCING_RULES)
+
+    method: Literal["MetaCLIP", "InverseFrequency"] = "MetaCLIP"
+    threshold: float | None = Field(None, gt=0, description="t in p(c) = min(1, t / count(c)).")
+    target_samples: int | None = Field(None, ge=1, description="Solve t so the expected kept count is this.")
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _rules(self):
+        check_rules(self, _BALANCING_RULES)
+        return self
+
+
+class BalancedCorpusSpec(CommonSpec):
+    source: Source
+    concepts: Concepts
+    retrieval: Retrieval = Field(default_factory=Retrieval)
+    balancing: Balancing = Field(default_factory=Balancing)
+    shards: int = Field(1, ge=1, le=10000, description="Parallelism of the retrieval Indexed Job.")
+    output: OutputSpec
+
+
+class BalanceSide(Model):
+    concepts_covered: int | None = None
+    concepts_covered10: int | None = None
+    entropy_bits: float | None = None
+    effective_concepts: float | None = None
+    gini: float | None = None
+    head_share: float | None = None
+
+
+class BalancedCorpusStats(Model):
+    input_samples: int | None = None
+    selected_samples: int | None = None
+    threshold: float | None = None
+    before: BalanceSide | None = None
+    after: BalanceSide | None = None
+    retrieval_recall: float | None = None
+
+
+class BalancedCorpusStatus(CommonStatus):
+    progress: Progress | None = None
+    stats: BalancedCorpusStats | None = None

@@ -1,0 +1,96 @@
+"""Types every kind shares: storage, pod overrides, references, conditions and the status core."""
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+
+class Model(BaseModel):
+    """Base of all API types: camelCase on the wire, unknown fields rejected (like a CRD)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    def wire(self) -> dict[str, Any]:
+        """The object as it appears in a CR (camelCase, unset optional fields left out)."""
+        return self.model_dump(by_alias=True, exclude_none=True, mode="json")
+
+
+# Free-form Kubernetes sub-objects (resources, tolerations, env) keep their own schema;
+# the CRD marks them x-kubernetes-preserve-unknown-fields and kubernetes-validate checks
+# them in the rendered children.
+KubeObject = Annotated[dict[str, Any], Field(json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})]
+
+
+class Storage(Model):
+    endpoint_url: str | None = Field(None, alias="endpointURL", description="S3 endpoint (omit for AWS).")
+    region: str | None = None
+    secret_name: str | None = Field(
+        None, description="Secret with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, mounted as env."
+    )
+
+
+class PodOverrides(Model):
+    resources: KubeObject | None = None
+    node_selector: dict[str, str] | None = None
+    tolerations: list[KubeObject] | None = None
+    service_account_name: str | None = None
+    env: list[KubeObject] | None = None
+
+
+class OutputSpec(Model):
+    uri: str = Field(..., min_length=1, description="fsspec URI prefix (s3://bucket/path, file:///path).")
+
+
+Name = Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")]
+
+
+class Condition(Model):
+    """metav1.Condition."""
+
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str
+    message: str = ""
+    last_transition_time: str
+    observed_generation: int | None = None
+
+
+class ChildRef(Model):
+    api_version: str
+    kind: str
+    name: str
+
+
+class OutputStatus(Model):
+    uri: str | None = None
+    manifest: str | None = None
+    digest: str | None = None
+
+
+Phase = Literal["Pending", "Running", "Succeeded", "Ready", "Failed"]
+
+
+class CommonStatus(Model):
+    model_config = ConfigDict(extra="allow")
+
+    phase: Phase | None = None
+    conditions: list[Condition] | None = None
+    observed_generation: int | None = None
+    start_time: str | None = None
+    completion_time: str | None = None
+    children: list[ChildRef] | None = None
+    output: OutputStatus | None = None
+    message: str | None = None
+
+
+class Progress(Model):
+    shards_completed: int | None = None
+    shards_total: int | None = None
+
+
+class CommonSpec(Model):
+    storage: Storage | None = None
+    image: str | None = Field(None, description="Override the operator's default job image.")
+    pod: PodOverrides | None = None

@@ -1,0 +1,75 @@
+"""PackedDataset (`pds`): samples packed offline into fixed-length sequences."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from .common import CommonSpec, CommonStatus, Model, Name, OutputSpec, Progress
+from .rules import check_rules, exactly_one, rule, with_rules
+
+_SOURCE_RULES = (exactly_one("balancedCorpus", "uri"),)
+
+
+class PackSource(Model):
+    model_config = with_rules(*_SOURCE_RULES)
+
+    balanced_corpus: Name | None = Field(None, description="A BalancedCorpus in this namespace.")
+    uri: str | None = Field(None, min_length=1, description="Parquet sample table (file or prefix).")
+    format: Literal["parquet"] = "parquet"
+
+    @model_validator(mode="after")
+    def _rules(self):
+        check_rules(self, _SOURCE_RULES)
+        return self
+
+
+_IMAGE_RULES = (rule("self.minPixels <= self.maxPixels", "minPixels must not exceed maxPixels",
+                     lambda s: s.min_pixels <= s.max_pixels),)
+
+
+class ImageTokens(Model):
+    model_config = with_rules(*_IMAGE_RULES)
+
+    patch_size: int = Field(14, ge=1)
+    merge_size: int = Field(2, ge=1)
+    min_pixels: int = Field(3136, ge=1)
+    max_pixels: int = Field(2560000, ge=1)
+
+    @model_validator(mode="after")
+    def _rules(self):
+        check_rules(self, _IMAGE_RULES)
+        return self
+
+
+class ShardSize(Model):
+    samples: int = Field(10000, ge=1)
+
+
+class PackedDatasetSpec(CommonSpec):
+    source: PackSource
+    sequence_length: int = Field(8192, ge=16, le=1048576)
+    tokenizer: str = Field(..., min_length=1, description="Tokenizer path (local dir or URI).")
+    image: ImageTokens = Field(default_factory=ImageTokens)
+    algorithm: Literal["BestFitDecreasing", "FirstFitDecreasing"] = "BestFitDecreasing"
+    too_long: Literal["Drop", "Truncate"] = Field("Drop", description="Samples longer than sequenceLength.")
+    shard_size: ShardSize = Field(default_factory=ShardSize)
+    format: Literal["energon", "webdataset"] = "energon"
+    shards: int = Field(1, ge=1, le=10000, description="Parallelism of the length and write passes.")
+    output: OutputSpec
+
+
+class PackingStats(Model):
+    samples: int | None = None
+    sequences: int | None = None
+    lower_bound_sequences: int | None = None
+    compression_ratio: float | None = None
+    packing_efficiency: float | None = None
+    tokens: int | None = None
+    padding_tokens: int | None = None
+    dropped_too_long: int | None = None
+
+
+class PackedDatasetStatus(CommonStatus):
+    progress: Progress | None = None
+    stats: PackingStats | None = None

@@ -1,0 +1,209 @@
+"""VLMTrainingStage (`vts`): one stage of the recipe, run as a Kubeflow PyTorchJob."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from .common import CommonSpec, CommonStatus, Model, Name, OutputSpec
+from .rules import check_rules, exactly_one, rule, with_rules
+
+
+class VisionModel(Model):
+    num_layers: int = Field(..., ge=1)
+    hidden_size: int = Field(..., ge=1)
+    num_attention_heads: int = Field(..., ge=1)
+    patch_size: int = Field(14, ge=1)
+    image_size: int = Field(560, ge=1)
+
+
+class LanguageModel(Model):
+    num_layers: int = Field(..., ge=1)
+    hidden_size: int = Field(..., ge=1)
+    num_attention_heads: int = Field(..., ge=1)
+    num_query_groups: int | None = Field(None, ge=1)
+    ffn_hidden_size: int = Field(..., ge=1)
+    vocab_size: int = Field(..., ge=1)
+
+
+class Projector(Model):
+    type: Literal["mlp2x_gelu"] = "mlp2x_gelu"
+    merge_size: int = Field(2, ge=1)
+
+
+# Shapes of the presets (RICE-ViT-L/14 + Qwen3). `tiny` runs on CPU in seconds.
+PRESETS: dict[str, dict[str, Model]] = {
+    "tiny": {
+        "vision": VisionModel(num_layers=2, hidden_size=64, num_attention_heads=4, patch_size=14, image_size=56),
+        "language": LanguageModel(num_layers=2, hidden_size=64, num_attention_heads=4, num_query_groups=2,
+                                  ffn_hidden_size=128, vocab_size=2048),
+        "projector": Projector(),
+    },
+    "llava-ov-1.5-4b": {
+        "vision": VisionModel(num_layers=24, hidden_size=1024, num_attention_heads=16),
+        "language": LanguageModel(num_layers=36, hidden_size=2560, num_attention_heads=32, num_query_groups=8,
+                                  ffn_hidden_size=9728, vocab_size=151936),
+        "projector": Projector(),
+    },
+    "llava-ov-1.5-8b": {
+        "vision": VisionModel(num_layers=24, hidden_size=1024, num_attention_heads=16),
+        "language": LanguageModel(num_layers=36, hidden_size=4096, num_attention_heads=32, num_query_groups=8,
+                                  ffn_hidden_size=12288, vocab_size=151936),
+        "projector": Projector(),
+    },
+}
+
+_MODEL_RULES = (
+    rule("has(self.preset) != (has(self.vision) && has(self.language))",
+         "set either preset or both vision and language",
+         lambda m: (m.preset is not None) != (m.vision is not None and m.language is not None)),
+    rule("!has(self.preset) || (!has(self.vision) && !has(self.language))",
+         "preset cannot be combined with explicit vision/language blocks",
+         lambda m: m.preset is None or (m.vision is None and m.language is None)),
+)
+
+
+class ModelSpec(Model):
+    model_config = with_rules(*_MODEL_RULES)
+
+    preset: Literal["tiny", "llava-ov-1.5-4b", "llava-ov-1.5-8b"] | None = None
+    vision: VisionModel | None = None
+    language: LanguageModel | None = None
+    projector: Projector | None = None
+
+    @model_validator(mode="after")
+    def _rules(self):
+        check_rules(self, _MODEL_RULES)
+        return self
+
+    def resolved(self) -> dict[str, Model]:
+        if self.preset:
+            return dict(PRESETS[self.preset])
+        return {"vision": self.vision, "language": self.language, "projector": self.projector or Projector()}
+
+
+_INIT_RULES = (exactly_one("trainingStage", "checkpoint", "huggingFace"),)
+
+
+class ModelRef(Model):
+    """Where weights come from: another stage's final checkpoint, a URI, or an HF repo."""
+
+    model_config = with_rules(*_INIT_RULES)
+
+    training_stage: Name | None = None
+    checkpoint: str | None = Field(None, min_length=1)
+    hugging_face: str | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _rules(self):
+        check_rules(self, _INIT_RULES)
+        return self
+
+
+class DataRef(Model):
+    packed_dataset: Name
+
+
+class Optimizer(Model):
+    lr: float = Field(1e-5, gt=0)
+    min_lr: float = Field(0.0, ge=0)
+    weight_decay: float = Field(0.0, ge=0)
+    adam_beta2: float = Field(0.95, gt=0, lt=1)
+    warmup_fraction: float = Field(0.002, ge=0, le=1)
+    schedule: Literal["cosine", "constant", "linear"] = "cosine"
+    clip_grad: float = Field(1.0, ge=0)
+
+
+class Batch(Model):
+    global_: int = Field(8, ge=1, alias="global")
+    micro: int = Field(1, ge=1)
+
+
+class Parallelism(Model):
+    tensor: int = Field(1, ge=1)
+    pipeline: int = Field(1, ge=1)
+    context: int = Field(1, ge=1)
+    sequence_parallel: bool = False
+    distributed_optimizer: bool = True
+    recompute: Literal["none", "selective", "full"] = "none"
+
+
+class Scheduling(Model):
+    queue_name: str | None = Field(None, description="Kueue LocalQueue (kueue.x-k8s.io/queue-name label).")
+    priority_class_name: str | None = None
+    scheduler_name: str | None = Field(None, description="e.g. volcano")
+
+
+class CheckpointSpec(Model):
+    uri: str = Field(..., min_length=1)
+    interval_steps: int = Field(1000, ge=1)
+    keep: int = Field(2, ge=1)
+
+
+_STAGE_RULES = (
+    rule("(self.nodes * self.gpusPerNode) % (self.parallelism.tensor * self.parallelism.pipeline"
+         " * self.parallelism.context) == 0",
+         "world size (nodes*gpusPerNode) must be divisible by tensor*pipeline*context",
+         lambda s: (s.nodes * s.gpus_per_node) % (s.parallelism.tensor * s.parallelism.pipeline
+                                                 * s.parallelism.context) == 0),
+    rule("self.batch.micro == 1", "batch.micro must be 1: packed sequences are one micro-batch each",
+         lambda s: s.batch.micro == 1),
+    rule("!has(self.model.language) || self.model.language.numAttentionHeads % self.parallelism.tensor == 0",
+         "model.language.numAttentionHeads must be divisible by parallelism.tensor",
+         lambda s: s.model.resolved()["language"].num_attention_heads % s.parallelism.tensor == 0),
+)
+
+
+class VLMTrainingStageSpec(CommonSpec):
+    model_config = with_rules(*_STAGE_RULES)
+
+    model: ModelSpec
+    init_from: ModelRef | None = None
+    data: DataRef
+    trainable: list[Literal["vision", "projector", "language"]] = Field(
+        default_factory=lambda: ["vision", "projector", "language"], min_length=1)
+    optimizer: Optimizer = Field(default_factory=Optimizer)
+    batch: Batch = Field(default_factory=Batch)
+    train_iters: int = Field(..., ge=1)
+    seed: int = 42
+    parallelism: Parallelism = Field(default_factory=Parallelism)
+    nodes: int = Field(1, ge=1)
+    gpus_per_node: int = Field(8, ge=1)
+    gpu_resource: str = "nvidia.com/gpu"
+    scheduling: Scheduling | None = None
+    checkpoint: CheckpointSpec
+    output: OutputSpec | None = Field(None, description="Progress, HF export, manifest (default <checkpoint.uri>/output).")
+
+    @model_validator(mode="after")
+    def _rules(self):
+        check_rules(self, _STAGE_RULES)
+        return self
+
+    @property
+    def world_size(self) -> int:
+        return self.nodes * self.gpus_per_node
+
+    def output_uri(self) -> str:
+        return self.output.uri if self.output else self.checkpoint.uri.rstrip("/") + "/output"
+
+
+class TrainProgress(Model):
+    step: int | None = None
+    total_steps: int | None = None
+    tokens_per_second: float | None = None
+    samples_per_second: float | None = None
+    mfu: float | None = None
+    loss: float | None = None
+
+
+class CheckpointStatus(Model):
+    latest: str | None = None
+    step: int | None = None
+
+
+class VLMTrainingStageStatus(CommonStatus):
+    job: str | None = None
+    progress: TrainProgress | None = None
+    checkpoint: CheckpointStatus | None = None
+    hf: str | None = Field(None, description="URI of the Hugging Face export of the final weights.")
+    restarts: int | None = None

@@ -1,0 +1,41 @@
+"""EvalSuite -> one Job running lmms-eval on the resolved model."""
+from __future__ import annotations
+
+from typing import Any
+
+from ..api.eval_suite import EvalSuiteSpec
+from .common import BuildContext, Plan, Step, flag_args, job, py
+from .inputs import Inputs, resolve
+
+
+def model_uri(spec: EvalSuiteSpec, inputs: Inputs, waiting: list[str]) -> str | None:
+    ref = spec.model
+    if ref.training_stage:
+        stage = resolve(inputs, "VLMTrainingStage", ref.training_stage, waiting)
+        if stage is None:
+            return None
+        hf = (stage.get("status") or {}).get("hf")
+        if not hf:
+            waiting.append(f"VLMTrainingStage/{ref.training_stage} has no Hugging Face export in status.hf")
+            return None
+        return hf
+    if ref.checkpoint:
+        return ref.checkpoint
+    return f"hf://{ref.hugging_face}"
+
+
+def build(cr: dict[str, Any], spec: EvalSuiteSpec, inputs: Inputs, ctx: BuildContext) -> Plan:
+    waiting: list[str] = []
+    model = model_uri(spec, inputs, waiting)
+    if model is None:
+        return Plan(waiting_for=waiting)
+    le = spec.lmms_eval
+    args = py("evaluate", "run", *flag_args([
+        ("--model-uri", model), ("--lmms-eval-model", le.model),
+        ("--model-args", ",".join(f"{k}={v}" for k, v in sorted(le.model_args.items())) or None),
+        ("--tasks", le.tasks), ("--batch-size", le.batch_size), ("--limit", le.limit),
+        ("--include-path", le.include_path), ("--expected-version", le.version),
+    ]), "--output", spec.output.uri)
+    resources = {"limits": {"nvidia.com/gpu": str(spec.gpus)}} if spec.gpus else None
+    return Plan(steps=[Step("eval", job(cr, spec, "eval", args, ctx, image_key="eval", resources=resources))],
+                inputs={"model": model})

@@ -1,0 +1,115 @@
+"""VLMTrainingStage -> one Kubeflow PyTorchJob (Master + Workers, torchrun inside)."""
+from __future__ import annotations
+
+from typing import Any
+
+from kubeflow.training import models as kf
+from kubernetes import client as k8s
+
+from ..api.training_stage import VLMTrainingStageSpec
+from .common import BuildContext, Plan, Step, apply_pod_overrides, container, flag_args, metadata, storage_env, to_dict
+from .inputs import Inputs, output_uri, resolve
+
+METRICS_PORT = 9400
+CONTAINER = "pytorch"  # the training operator finds the container by this name
+
+
+def init_from_uri(spec: VLMTrainingStageSpec, inputs: Inputs, waiting: list[str]) -> str | None:
+    ref = spec.init_from
+    if ref is None:
+        return None
+    if ref.training_stage:
+        prev = resolve(inputs, "VLMTrainingStage", ref.training_stage, waiting)
+        if prev is None:
+            return None
+        status = prev.get("status") or {}
+        return (status.get("checkpoint") or {}).get("latest") or prev["spec"]["checkpoint"]["uri"]
+    if ref.checkpoint:
+        return ref.checkpoint
+    return f"hf://{ref.hugging_face}"
+
+
+def train_args(spec: VLMTrainingStageSpec, data_uri: str, tokenizer: str, init_from: str | None) -> list[str]:
+    o, p, m = spec.optimizer, spec.parallelism, spec.model
+    return flag_args([
+        ("--preset", m.preset),
+        ("--model-json", None if m.preset else _model_json(spec)),
+        ("--data", data_uri), ("--tokenizer", tokenizer),
+        ("--trainable", spec.trainable),
+        ("--lr", o.lr), ("--min-lr", o.min_lr), ("--weight-decay", o.weight_decay), ("--adam-beta2", o.adam_beta2),
+        ("--warmup-fraction", o.warmup_fraction), ("--schedule", o.schedule), ("--clip-grad", o.clip_grad),
+        ("--global-batch", spec.batch.global_), ("--micro-batch", spec.batch.micro),
+        ("--train-iters", spec.train_iters), ("--seed", spec.seed),
+        ("--tensor", p.tensor), ("--pipeline", p.pipeline), ("--context", p.context),
+        ("--sequence-parallel", p.sequence_parallel), ("--distributed-optimizer", p.distributed_optimizer),
+        ("--recompute", p.recompute if p.recompute != "none" else None),
+        ("--checkpoint-uri", spec.checkpoint.uri), ("--checkpoint-interval", spec.checkpoint.interval_steps),
+        ("--checkpoint-keep", spec.checkpoint.keep),
+        ("--init-from", init_from),
+        ("--output", spec.output_uri()), ("--metrics-port", METRICS_PORT),
+    ])
+
+
+def _model_json(spec: VLMTrainingStageSpec) -> str:
+    import json
+
+    return json.dumps({k: v.wire() for k, v in spec.model.resolved().items()}, sort_keys=True, separators=(",", ":"))
+
+
+def build(cr: dict[str, Any], spec: VLMTrainingStageSpec, inputs: Inputs, ctx: BuildContext) -> Plan:
+    waiting: list[str] = []
+    pds = resolve(inputs, "PackedDataset", spec.data.packed_dataset, waiting)
+    init_from = init_from_uri(spec, inputs, waiting)
+    if waiting:
+        return Plan(waiting_for=waiting)
+    assert pds is not None
+    data_uri = output_uri(pds)
+    tokenizer = pds["spec"]["tokenizer"]
+    command = ["torchrun", "--nnodes", str(spec.nodes), "--nproc-per-node", str(spec.gpus_per_node),
+               "-m", "vlmops_jobs.train", *train_args(spec, data_uri, tokenizer, init_from)]
+    meta = metadata(cr, "train")
+    sched = spec.scheduling
+    if sched and sched.queue_name:
+        meta.labels["kueue.x-k8s.io/queue-name"] = sched.queue_name
+    gpu = {spec.gpu_resource: str(spec.gpus_per_node)}
+    env = storage_env(spec.storage, ctx) + [k8s.V1EnvVar(name="OMP_NUM_THREADS", value="1")]
+
+    def template() -> dict[str, Any]:
+        c = container(CONTAINER, spec.image or ctx.images["train"], command, env, ctx,
+                      resources={"limits": gpu, "requests": gpu})
+        c.ports = [k8s.V1ContainerPort(name="metrics", container_port=METRICS_PORT)]
+        c.volume_mounts = [k8s.V1VolumeMount(name="dshm", mount_path="/dev/shm")]
+        pod = k8s.V1PodSpec(
+            containers=[c],
+            scheduler_name=sched.scheduler_name if sched else None,
+            priority_class_name=sched.priority_class_name if sched else None,
+            volumes=[k8s.V1Volume(name="dshm", empty_dir=k8s.V1EmptyDirVolumeSource(medium="Memory"))],
+        )
+        t = to_dict(k8s.V1PodTemplateSpec(metadata=k8s.V1ObjectMeta(labels=dict(meta.labels)), spec=pod))
+        apply_pod_overrides(t["spec"], spec.pod, ctx)
+        return t
+
+    replicas = {"Master": kf.KubeflowOrgV1ReplicaSpec(replicas=1, restart_policy="OnFailure", template=template())}
+    if spec.nodes > 1:
+        replicas["Worker"] = kf.KubeflowOrgV1ReplicaSpec(
+            replicas=spec.nodes - 1, restart_policy="OnFailure", template=template())
+    body = kf.KubeflowOrgV1PyTorchJob(
+        api_version="kubeflow.org/v1",
+        kind="PyTorchJob",
+        metadata=meta,
+        spec=kf.KubeflowOrgV1PyTorchJobSpec(
+            nproc_per_node=str(spec.gpus_per_node),
+            pytorch_replica_specs=replicas,
+            run_policy=kf.KubeflowOrgV1RunPolicy(
+                backoff_limit=3,
+                clean_pod_policy="Running",
+                # Kueue admits suspended jobs; after creation only Kueue touches `suspend`.
+                suspend=True if sched and sched.queue_name else None,
+                scheduling_policy=kf.KubeflowOrgV1SchedulingPolicy(
+                    min_available=spec.nodes, queue=sched.queue_name if sched else None,
+                    priority_class=sched.priority_class_name if sched else None),
+            ),
+        ),
+    )
+    return Plan(steps=[Step("train", to_dict(body))],
+                inputs={"data": data_uri, "tokenizer": tokenizer, "initFrom": init_from})

@@ -1,0 +1,116 @@
+"""The operator's only door to the API server: plain-dict reads and idempotent writes.
+
+Responses are read raw (`_preload_content=False`) so objects stay exactly as the server sent
+them (camelCase dicts), the same shape builders produce. Every write is counted in metrics.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from . import GROUP, VERSION
+from .api.kinds import KINDS
+from .metrics import API_WRITES
+
+_CHILD_API = {"Job": ("batch", "v1", "jobs"), "PyTorchJob": ("kubeflow.org", "v1", "pytorchjobs")}
+
+
+class Kube:
+    def __init__(self, api_client: client.ApiClient | None = None):
+        self.api_client = api_client or client.ApiClient()
+        self.custom = client.CustomObjectsApi(self.api_client)
+        self.batch = client.BatchV1Api(self.api_client)
+        self.core = client.CoreV1Api(self.api_client)
+
+    # -- helpers ---------------------------------------------------------------------------
+    @staticmethod
+    def _json(resp: Any) -> dict[str, Any]:
+        return json.loads(resp.data)
+
+    def _get(self, fn, *args, **kw) -> dict[str, Any] | None:
+        try:
+            return self._json(fn(*args, _preload_content=False, **kw))
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+
+    # -- our custom resources ----------------------------------------------------------------
+    def get_cr(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._get(self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, KINDS[kind].plural, name)
+
+    def list_crs(self, kind: str, namespace: str) -> list[dict[str, Any]]:
+        data = self._get(self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace, KINDS[kind].plural)
+        return (data or {}).get("items") or []
+
+    def patch_cr_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]) -> None:
+        API_WRITES.labels(verb="patch", resource=f"{KINDS[kind].plural}/status").inc()
+        self.custom.patch_namespaced_custom_object_status(
+            GROUP, VERSION, namespace, KINDS[kind].plural, name, {"status": status}, _preload_content=False)
+
+    # -- children ------------------------------------------------------------------------------
+    def get_child(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        group, version, plural = _CHILD_API[kind]
+        if kind == "Job":
+            return self._get(self.batch.read_namespaced_job, name, namespace)
+        return self._get(self.custom.get_namespaced_custom_object, group, version, namespace, plural, name)
+
+    def create_child(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Create-if-absent: a 409 means an earlier attempt (or operator) already made it."""
+        kind, ns = manifest["kind"], manifest["metadata"]["namespace"]
+        name = manifest["metadata"]["name"]
+        group, version, plural = _CHILD_API[kind]
+        API_WRITES.labels(verb="create", resource=plural).inc()
+        try:
+            if kind == "Job":
+                resp = self.batch.create_namespaced_job(ns, manifest, _preload_content=False)
+            else:
+                resp = self.custom.create_namespaced_custom_object(group, version, ns, plural, manifest,
+                                                                   _preload_content=False)
+            return self._json(resp)
+        except ApiException as e:
+            if e.status != 409:
+                raise
+        existing = self.get_child(kind, ns, name)
+        assert existing is not None
+        return existing
+
+    def adopt_child(self, child: dict[str, Any], owner_refs: list[dict[str, Any]]) -> None:
+        """Set ownerReferences on a child that lost them (e.g. created by `vlmops render | kubectl`)."""
+        kind, ns, name = child["kind"], child["metadata"]["namespace"], child["metadata"]["name"]
+        group, version, plural = _CHILD_API[kind]
+        API_WRITES.labels(verb="patch", resource=plural).inc()
+        body = {"metadata": {"ownerReferences": owner_refs}}
+        if kind == "Job":
+            self.batch.patch_namespaced_job(name, ns, body, _preload_content=False)
+        else:
+            self.custom.patch_namespaced_custom_object(group, version, ns, plural, name, body, _preload_content=False)
+
+    def list_pods(self, namespace: str, selector: dict[str, str]) -> list[dict[str, Any]]:
+        sel = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
+        data = self._get(self.core.list_namespaced_pod, namespace, label_selector=sel)
+        items = (data or {}).get("items") or []
+        # Filter again client-side: selectors are cheap to re-check and some test servers ignore them.
+        return [p for p in items if all((p["metadata"].get("labels") or {}).get(k) == v for k, v in selector.items())]
+
+    def post_event(self, obj: dict[str, Any], type_: str, reason: str, message: str, at: str) -> None:
+        meta = obj["metadata"]
+        API_WRITES.labels(verb="create", resource="events").inc()
+        body = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+            "involvedObject": {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "name": meta["name"],
+                               "namespace": meta["namespace"], "uid": meta.get("uid")},
+            "type": type_, "reason": reason, "message": message[:1024],
+            "firstTimestamp": at, "lastTimestamp": at, "count": 1,
+            "source": {"component": "vlmops-operator"},
+            "reportingComponent": "vlmops-operator",
+        }
+        try:
+            self.core.create_namespaced_event(meta["namespace"], body, _preload_content=False)
+        except ApiException:
+            pass  # events are best-effort; never fail a reconcile over one

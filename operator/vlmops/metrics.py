@@ -1,0 +1,42 @@
+"""Prometheus metrics of the operator (controller-runtime's names under a `vlmops_` prefix).
+
+Every metric name the operator or the jobs export is listed in `ALL_METRIC_NAMES`; the chart's
+dashboard and alerts are checked against it.
+"""
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+RECONCILE_TOTAL = Counter("vlmops_reconcile_total", "Reconciles by kind and result", ["controller", "result"])
+RECONCILE_ERRORS = Counter("vlmops_reconcile_errors_total", "Reconcile errors by kind", ["controller"])
+RECONCILE_TIME = Histogram("vlmops_reconcile_time_seconds", "Reconcile duration by kind", ["controller"],
+                           buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
+API_WRITES = Counter("vlmops_api_writes_total", "Writes to the Kubernetes API", ["verb", "resource"])
+RESOURCES = Gauge("vlmops_resources", "Custom resources by kind and phase", ["kind", "phase"])
+CHILD_FAILURES = Counter("vlmops_child_failures_total", "Child Jobs/PyTorchJobs that failed", ["kind"])
+
+# Mirrored from status so dashboards need no storage access.
+PACKING_EFFICIENCY = Gauge("vlmops_packing_efficiency", "tokens / (sequences * length)", ["namespace", "name"])
+PACKING_COMPRESSION = Gauge("vlmops_packing_compression_ratio", "samples / sequences", ["namespace", "name"])
+BALANCE_SELECTED = Gauge("vlmops_balance_selected_samples", "Samples kept by balancing", ["namespace", "name"])
+BALANCE_ENTROPY = Gauge("vlmops_balance_entropy_bits", "Concept entropy", ["namespace", "name", "when"])
+BALANCE_GINI = Gauge("vlmops_balance_gini", "Concept Gini coefficient", ["namespace", "name", "when"])
+TRAIN_STEP = Gauge("vlmops_stage_step", "Training step (from status)", ["namespace", "name"])
+TRAIN_TOKENS = Gauge("vlmops_stage_tokens_per_second", "Training tokens/s (from status)", ["namespace", "name"])
+TRAIN_MFU = Gauge("vlmops_stage_mfu", "Training MFU (from status)", ["namespace", "name"])
+EVAL_SCORE = Gauge("vlmops_eval_score", "lmms-eval metric value", ["namespace", "suite", "task", "metric"])
+EVAL_PASSED = Gauge("vlmops_eval_passed", "Thresholds passed", ["namespace", "suite"])
+
+# Exported by the training pods themselves (PodMonitor), see jobs/vlmops_jobs/train.
+JOB_METRICS = [
+    "vlmops_train_step", "vlmops_train_total_steps", "vlmops_train_loss", "vlmops_train_tokens_per_second",
+    "vlmops_train_samples_per_second", "vlmops_train_mfu",
+]
+OPERATOR_METRICS = [
+    "vlmops_reconcile_total", "vlmops_reconcile_errors_total", "vlmops_reconcile_time_seconds",
+    "vlmops_api_writes_total", "vlmops_resources", "vlmops_child_failures_total", "vlmops_packing_efficiency",
+    "vlmops_packing_compression_ratio", "vlmops_balance_selected_samples", "vlmops_balance_entropy_bits",
+    "vlmops_balance_gini", "vlmops_stage_step", "vlmops_stage_tokens_per_second", "vlmops_stage_mfu",
+    "vlmops_eval_score", "vlmops_eval_passed",
+]
+ALL_METRIC_NAMES = OPERATOR_METRICS + JOB_METRICS
