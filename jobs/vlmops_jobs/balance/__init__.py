@@ -1,0 +1,1 @@
+"""BalancedCorpus job: concept retrieval (faiss) and MetaCLIP / inverse-frequency balancing."""
