@@ -1,0 +1,1 @@
+"""PackedDataset job: token lengths, best-fit-decreasing plan, Energon/WebDataset shards."""
