@@ -27,10 +27,9 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--image-field", default="images")
     e.add_argument("--concepts", required=True)
     e.add_argument("--concept-text-field", default="text")
-    e.add_argument("--model", required=True, help="local directory of a CLIP-family model (no hub access)")
+    e.add_argument("--embedder", "--model", dest="embedder", required=True,
+                   help="local directory (or URI) of a CLIP-family model; no hub access")
     e.add_argument("--batch-size", type=int, default=64)
-    e.add_argument("--embedding-field", default="embedding")
-    e.add_argument("--concept-embedding-field", default="embedding")
     e.add_argument("--output", required=True)
     _shard_args(e)
 
@@ -44,8 +43,10 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--top-k", type=int, default=5)
     r.add_argument("--index", default="Flat", help="faiss factory string")
     r.add_argument("--nprobe", type=int, default=None)
-    r.add_argument("--min-similarity", type=float, default=0.0)
+    r.add_argument("--min-similarity", type=float, default=-1.0)
     r.add_argument("--recall-sample", type=int, default=1000)
+    r.add_argument("--embedded", action="store_true",
+                   help="read the embed step's output (<output>/embed/shards-<N>/) instead of --source/--concepts")
     r.add_argument("--output", required=True)
     _shard_args(r)
 
@@ -55,6 +56,8 @@ def parser() -> argparse.ArgumentParser:
     g.add_argument("--threshold", type=float, default=None)
     g.add_argument("--target-samples", type=int, default=None)
     b.add_argument("--seed", type=int, default=0)
+    b.add_argument("--default-threshold", type=float, default=20000.0,
+                   help="t when neither --threshold nor --target-samples is given (MetaCLIP's t=20k)")
     b.add_argument("--shards", type=int, default=1, help="shard count of the retrieve step")
     b.add_argument("--part-rows", type=int, default=1_000_000, help="selected rows per part file")
     b.add_argument("--output", required=True)

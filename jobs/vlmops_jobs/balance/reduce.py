@@ -122,8 +122,10 @@ def run_balance(a) -> dict[str, Any]:
     t_start = time.perf_counter()
     if a.method not in METHODS:
         raise JobError(f"balancing method: {a.method!r} is not one of {', '.join(METHODS)}")
-    if (a.threshold is None) == (a.target_samples is None):
-        raise JobError("balancing threshold: give exactly one of --threshold and --target-samples")
+    if a.threshold is not None and a.target_samples is not None:
+        raise JobError("balancing threshold: give at most one of --threshold and --target-samples")
+    if a.threshold is None and a.target_samples is None:
+        a.threshold = float(getattr(a, "default_threshold", 20000.0))
     if a.threshold is not None and not (a.threshold > 0 and math.isfinite(a.threshold)):
         raise JobError(f"balancing threshold: {a.threshold} must be a positive number")
     if a.target_samples is not None and a.target_samples < 1:

@@ -61,6 +61,7 @@ def load_concepts(uri: str, text_field: str, emb_field: str) -> tuple[np.ndarray
     dims = {m.shape[1] for m in mats if len(m)}
     if len(dims) > 1:
         raise JobError(f"concepts embedding-field: files have different dimensions {sorted(dims)}")
+    mats = [x for x in mats if len(x)]
     m = np.concatenate(mats) if mats else np.zeros((0, 0), np.float32)
     if len(m) == 0:
         raise JobError(f"concepts uri: {uri} has no rows")
@@ -169,6 +170,12 @@ def run_retrieve(a) -> dict[str, Any]:
         raise JobError("output uri: missing")
     t_start = time.perf_counter()
     names = shard_names(a.output, a.shard, a.shards)
+    if getattr(a, "embedded", False):
+        from .embed import embedded_inputs
+
+        a.source, a.concepts = embedded_inputs(a.output, a.shards)
+        a.embedding_field = a.concept_embedding_field = "embedding"
+        a.concept_text_field = "text"
 
     src_files = tables.list_parquet(a.source, "source")
     n_rows = tables.total_rows(src_files)
@@ -205,6 +212,9 @@ def run_retrieve(a) -> dict[str, Any]:
         mats.append(m)
         src_inputs.append({"uri": part.file.uri, "digest": part.digest})
         nbytes += part.nbytes
+    mats = [x for x in mats if len(x)]
+    if not mats:
+        raise JobError(f"source uri: shard {a.shard} of {a.shards} has no rows with embeddings")
     q = np.ascontiguousarray(np.concatenate(mats))
     tables.normalize(q, "source", "embedding-field", ids)
     t_read = time.perf_counter() - t0
