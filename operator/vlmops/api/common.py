@@ -32,6 +32,8 @@ class Storage(Model):
 
 
 class PodOverrides(Model):
+    image: str | None = Field(None, description="Container image override (the only one for PackedDataset, "
+                              "whose spec.image is the image-token block).")
     resources: KubeObject | None = None
     node_selector: dict[str, str] | None = None
     tolerations: list[KubeObject] | None = None
@@ -94,3 +96,8 @@ class CommonSpec(Model):
     storage: Storage | None = None
     image: str | None = Field(None, description="Override the operator's default job image.")
     pod: PodOverrides | None = None
+
+    def container_image(self) -> str | None:
+        if isinstance(self.image, str):
+            return self.image
+        return self.pod.image if self.pod else None

@@ -50,7 +50,9 @@ class PackedDatasetSpec(CommonSpec):
     source: PackSource
     sequence_length: int = Field(8192, ge=16, le=1048576)
     tokenizer: str = Field(..., min_length=1, description="Tokenizer path (local dir or URI).")
-    image: ImageTokens = Field(default_factory=ImageTokens)
+    # api.md gives PackedDataset's `image` to the image-token settings; its container image
+    # override is `spec.pod.image`.
+    image: ImageTokens = Field(default_factory=ImageTokens)  # type: ignore[assignment]
     algorithm: Literal["BestFitDecreasing", "FirstFitDecreasing"] = "BestFitDecreasing"
     too_long: Literal["Drop", "Truncate"] = Field("Drop", description="Samples longer than sequenceLength.")
     shard_size: ShardSize = Field(default_factory=ShardSize)

@@ -183,7 +183,7 @@ def job(cr: dict[str, Any], spec: Any, step: str, command: list[str], ctx: Build
         completions: int | None = None, backoff_limit: int = 3, resources: dict[str, Any] | None = None,
         extra_env: list[k8s.V1EnvVar] | None = None) -> dict[str, Any]:
     """A batch/v1 Job; `completions` > 0 makes it an Indexed Job (one pod per shard)."""
-    image = spec.image or ctx.images[image_key]
+    image = spec.container_image() or ctx.images[image_key]
     env = storage_env(spec.storage, ctx) + list(extra_env or [])
     meta = metadata(cr, step)
     pod_labels = dict(meta.labels)

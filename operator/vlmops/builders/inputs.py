@@ -56,3 +56,21 @@ def references(kind: str, spec: Any) -> list[tuple[str, str]]:
     if kind == "EvalSuite" and spec.model.training_stage:
         refs.append(("VLMTrainingStage", spec.model.training_stage))
     return refs
+
+
+def planned_status(cr: dict[str, Any]) -> dict[str, Any]:
+    """The status a CR will have once done, as far as its dependents need it (output locations).
+
+    Used to render a whole pipeline offline (`vlmops render`) before anything has run; the
+    operator itself only ever uses real statuses.
+    """
+    kind = KINDS[cr["kind"]]
+    spec = kind.spec.model_validate(cr.get("spec") or {})
+    status: dict[str, Any] = {"conditions": [{"type": kind.done_condition, "status": "True", "reason": "Planned"}]}
+    if cr["kind"] == "VLMTrainingStage":
+        out = spec.output_uri()
+        status.update(output={"uri": out}, hf=f"{out.rstrip('/')}/hf",
+                      checkpoint={"latest": spec.checkpoint.uri})
+    else:
+        status["output"] = {"uri": spec.output.uri}
+    return status

@@ -75,7 +75,7 @@ def build(cr: dict[str, Any], spec: VLMTrainingStageSpec, inputs: Inputs, ctx: B
     env = storage_env(spec.storage, ctx) + [k8s.V1EnvVar(name="OMP_NUM_THREADS", value="1")]
 
     def template() -> dict[str, Any]:
-        c = container(CONTAINER, spec.image or ctx.images["train"], command, env, ctx,
+        c = container(CONTAINER, spec.container_image() or ctx.images["train"], command, env, ctx,
                       resources={"limits": gpu, "requests": gpu})
         c.ports = [k8s.V1ContainerPort(name="metrics", container_port=METRICS_PORT)]
         c.volume_mounts = [k8s.V1VolumeMount(name="dshm", mount_path="/dev/shm")]

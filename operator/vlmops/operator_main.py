@@ -1,0 +1,51 @@
+"""`vlmops operator`: run the kopf operator with metrics and liveness endpoints."""
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+import kopf
+import yaml
+from prometheus_client import start_http_server
+
+from .api.common import Storage
+from .builders import BuildContext
+from .handlers import Operator, configure, register
+
+
+def load_config(path: str | None) -> BuildContext:
+    """Helm values rendered into a ConfigMap: images, storage defaults, job service account."""
+    if not path or not Path(path).exists():
+        return BuildContext()
+    data: dict[str, Any] = yaml.safe_load(Path(path).read_text()) or {}
+    base = BuildContext()
+    return BuildContext(
+        images={**base.images, **(data.get("images") or {})},
+        storage=Storage.model_validate(data["storage"]) if data.get("storage") else None,
+        service_account=data.get("jobServiceAccount"),
+    )
+
+
+def run(namespaces: list[str], all_namespaces: bool, metrics_port: int, health_port: int,
+        config: str | None, watch_timeout: float | None = None) -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    ctx = load_config(config)
+    registry = kopf.OperatorRegistry()
+    op = Operator(ctx)
+    register(op, registry)
+
+    @kopf.on.startup(registry=registry)
+    def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
+        configure(settings, watch_timeout)
+        if metrics_port:
+            start_http_server(metrics_port)
+
+    asyncio.run(kopf.operator(
+        registry=registry,
+        clusterwide=all_namespaces,
+        namespaces=namespaces or None,
+        standalone=True,
+        liveness_endpoint=f"http://0.0.0.0:{health_port}/healthz" if health_port else None,
+    ))

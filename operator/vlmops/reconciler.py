@@ -1,0 +1,207 @@
+"""The reconcile loop body, independent of kopf: read, adopt, create-if-absent, patch status.
+
+`reconcile()` is level-based and idempotent: it recomputes the desired state from the CR, its
+inputs and its children every time, creates the next missing child (deterministic name, so a
+retry or a restarted operator finds it instead of duplicating it), and patches status only
+when something changed, so a settled pipeline causes no writes at all.
+"""
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from . import childstate, conditions, results
+from .api.kinds import KINDS
+from .builders import BuildContext, Plan, build, parse_spec, references
+from .builders.common import LABEL_GENERATION, LABEL_KIND, LABEL_NAME, LABEL_STEP
+from .kube import Kube
+from .metrics import CHILD_FAILURES, RECONCILE_ERRORS, RECONCILE_TIME, RECONCILE_TOTAL
+
+log = logging.getLogger("vlmops.reconciler")
+
+
+@dataclass
+class Outcome:
+    patched: bool = False
+    created: list[str] = field(default_factory=list)
+    phase: str | None = None
+    events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
+
+
+def format_validation_error(err: ValidationError) -> str:
+    """One line per problem, each with its field path as written in the CR (camelCase)."""
+    lines = []
+    for e in err.errors():
+        path = ".".join(str(p) for p in ("spec", *e["loc"]))
+        msg = e["msg"].removeprefix("Value error, ")
+        lines.append(f"{path}: {msg}")
+    return "; ".join(lines)
+
+
+def reconcile(kube: Kube, kind: str, namespace: str, name: str, ctx: BuildContext) -> Outcome:
+    started = time.perf_counter()
+    try:
+        out = _reconcile(kube, kind, namespace, name, ctx)
+        RECONCILE_TOTAL.labels(controller=kind, result="success").inc()
+        return out
+    except Exception:
+        RECONCILE_TOTAL.labels(controller=kind, result="error").inc()
+        RECONCILE_ERRORS.labels(controller=kind).inc()
+        raise
+    finally:
+        RECONCILE_TIME.labels(controller=kind).observe(time.perf_counter() - started)
+
+
+def _reconcile(kube: Kube, kind: str, namespace: str, name: str, ctx: BuildContext) -> Outcome:
+    obj = kube.get_cr(kind, namespace, name)
+    if obj is None or obj["metadata"].get("deletionTimestamp"):
+        return Outcome()
+    old = obj.get("status") or {}
+    new, outcome = desired_status(kube, obj, ctx)
+    if _differs(old, new):
+        patch = _merge_patch(old, new)
+        kube.patch_cr_status(kind, namespace, name, patch)
+        outcome.patched = True
+        at = conditions.now()
+        for type_, reason, message in outcome.events:
+            kube.post_event(obj, type_, reason, message, at)
+    results.export_metrics(obj, new)
+    outcome.phase = new.get("phase")
+    return outcome
+
+
+def desired_status(kube: Kube, obj: dict[str, Any], ctx: BuildContext) -> tuple[dict[str, Any], Outcome]:
+    kind_name = obj["kind"]
+    kind = KINDS[kind_name]
+    meta = obj["metadata"]
+    ns, gen = meta["namespace"], meta.get("generation")
+    old = obj.get("status") or {}
+    status = copy.deepcopy(old)
+    out = Outcome()
+    at = conditions.now()
+    state = _StateSetter(status, kind.done_condition, gen, at, out)
+
+    try:
+        spec = parse_spec(obj)
+    except ValidationError as e:
+        return state("Invalid", "InvalidSpec", format_validation_error(e)), out
+
+    inputs = {ref: kube.get_cr(ref[0], ns, ref[1]) for ref in references(kind_name, spec)}
+    plan: Plan = build(obj, inputs, ctx)
+    if plan.waiting_for:
+        return state("Waiting", "WaitingForInput", "waiting for " + "; ".join(plan.waiting_for)), out
+
+    children: list[dict[str, Any]] = []
+    old_children = {c.get("name"): c for c in old.get("children") or []}
+    for i, step in enumerate(plan.steps):
+        child = kube.get_child(step.kind, ns, step.child_name)
+        if child is None:
+            for extra in step.extra:
+                kube.create_child(extra)
+            child = kube.create_child(step.manifest)
+            out.created.append(step.child_name)
+            out.events.append(("Normal", "Created", f"created {step.kind} {step.child_name} ({step.name})"))
+            log.info("created %s %s/%s", step.kind, ns, step.child_name)
+        else:
+            _adopt_if_orphaned(kube, child, step.manifest)
+        st = childstate.state(child)
+        children.append({"apiVersion": step.manifest["apiVersion"], "kind": step.kind, "name": step.child_name,
+                         "step": step.name, "phase": st.phase})
+        if st.total and step.name in ("retrieve", "lengths", "write"):
+            status["progress"] = {"shardsCompleted": st.completed or 0, "shardsTotal": st.total}
+        if kind_name == "VLMTrainingStage":
+            status["job"] = step.child_name
+        status.setdefault("startTime", at)
+        if st.phase == "Succeeded":
+            # Read the result once, when the step turns Succeeded; it then lives in status, so a
+            # child garbage-collected later loses nothing.
+            if (old_children.get(step.child_name) or {}).get("phase") != "Succeeded":
+                res = _read_result(kube, obj, step.name)
+                results.apply(kind_name, spec, status, step.name, res)
+            continue
+        status["children"] = children
+        if st.phase == "Failed":
+            if (old_children.get(step.child_name) or {}).get("phase") != "Failed":
+                CHILD_FAILURES.labels(kind=step.kind).inc()
+            msg = f"{step.kind} {step.child_name} ({step.name}) failed: {st.reason}"
+            if st.message:
+                msg += f": {st.message}"
+            res = _read_result(kube, obj, step.name)
+            if res and res.get("error"):
+                msg += f" ({res['error']})"
+            status.setdefault("completionTime", at)
+            return state("Failed", "ChildFailed", msg), out
+        what = "suspended (waiting for quota)" if st.phase == "Suspended" else st.phase.lower()
+        return state("Running", "Running", f"{step.name} ({i + 1}/{len(plan.steps)}): {step.kind} "
+                     f"{step.child_name} {what}"), out
+
+    status["children"] = children
+    status.setdefault("completionTime", at)
+    results.finish(kind_name, spec, status)
+    if status.get("passed") is not None and status.get("total") is not None \
+            and status["passed"] < status["total"]:
+        return state("Failed", "ThresholdsNotMet", "failing: " + ", ".join(status.get("failing") or [])), out
+    return state("Done", kind.done_phase, f"{len(plan.steps)} step(s) completed"), out
+
+
+class _StateSetter:
+    def __init__(self, status, done_condition, gen, at, out):
+        self.status, self.done, self.gen, self.at, self.out = status, done_condition, gen, at, out
+
+    def __call__(self, state: str, reason: str, message: str) -> dict[str, Any]:
+        old_phase = self.status.get("phase")
+        new = conditions.with_state(self.status, done_condition=self.done, state=state, reason=reason,
+                                    message=message, generation=self.gen, at=self.at)
+        if new["phase"] != old_phase or (conditions.get(self.status, "Ready") or {}).get("reason") != reason:
+            self.out.events.append(("Warning" if state in ("Failed", "Invalid") else "Normal", reason, message))
+        return new
+
+
+def _read_result(kube: Kube, obj: dict[str, Any], step: str) -> dict[str, Any] | None:
+    """The step's result JSON from its pods' termination messages (our labels are on every pod)."""
+    meta = obj["metadata"]
+    pods = kube.list_pods(meta["namespace"], {
+        LABEL_KIND: obj["kind"], LABEL_NAME: meta["name"], LABEL_STEP: step,
+        LABEL_GENERATION: str(meta.get("generation", 1)),
+    })
+    return results.from_pods(pods)
+
+
+def _adopt_if_orphaned(kube: Kube, child: dict[str, Any], manifest: dict[str, Any]) -> None:
+    want = manifest["metadata"].get("ownerReferences")
+    have = child["metadata"].get("ownerReferences")
+    if want and not have:
+        kube.adopt_child(child, want)
+
+
+def _differs(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    return _strip_times(old) != _strip_times(new)
+
+
+def _strip_times(s: dict[str, Any]) -> dict[str, Any]:
+    """Compare statuses without timestamps that would otherwise change on every pass."""
+    s = copy.deepcopy(s)
+    for c in s.get("conditions") or []:
+        c.pop("lastTransitionTime", None)
+    s.pop("startTime", None) if "startTime" in s and s.get("startTime") is None else None
+    return {k: v for k, v in s.items() if v is not None}
+
+
+def _merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """RFC 7386 merge patch turning `old` into `new` (keys that disappear become null)."""
+    patch: dict[str, Any] = {}
+    for k in old.keys() - new.keys():
+        patch[k] = None
+    for k, v in new.items():
+        if isinstance(v, dict) and isinstance(old.get(k), dict):
+            sub = _merge_patch(old[k], v)
+            if sub:
+                patch[k] = sub
+        elif old.get(k) != v:
+            patch[k] = v
+    return patch
