@@ -1,0 +1,179 @@
+"""Checkpoints: megatron-core distributed checkpointing through a local staging dir.
+
+Layout under `--checkpoint-uri` (any fsspec URI):
+    iter_0000010/            megatron dist checkpoint (metadata.json, common.pt, __*_*.distcp)
+        optim/tp<T>_pp<P>.pt torch AdamW state of each model-parallel rank (DP rank 0 writes it)
+        train_state.json     {"step", "loss", "parallel", "trainable", "seed", ...}
+        model.json           preset + vocab (checked before any load: clear error on mismatch)
+    latest                   {"iteration": "iter_0000010", "step": 10}: written LAST, only after
+                             every rank's files are uploaded; older iter_* pruned to `keep` after it.
+
+Weights go through megatron's sharded_state_dict, so a checkpoint loads into a different TP.
+Optimizer state is per model-parallel rank: resume needs the same TP/PP/trainable (checked).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from ..common import storage
+from ..common.result import JobError
+from . import cpu_compat
+
+LATEST = "latest"
+
+
+def iter_name(step: int) -> str:
+    return f"iter_{step:07d}"
+
+
+def staging_root(uri: str) -> str:
+    base = os.environ.get("VLMOPS_STAGING_DIR") or tempfile.gettempdir()
+    return os.path.join(base, "vlmops-ckpt-" + hashlib.sha1(uri.encode()).hexdigest()[:12])
+
+
+def read_latest(uri: str) -> dict[str, Any] | None:
+    p = storage.join(uri, LATEST)
+    if not storage.exists(p):
+        return None
+    return storage.read_json(p)
+
+
+def resolve(uri: str) -> tuple[str, dict[str, Any]]:
+    """A checkpoint prefix (with `latest`) or one iteration dir -> (iteration URI, train_state)."""
+    uri = uri.rstrip("/")
+    lt = read_latest(uri)
+    it = storage.join(uri, lt["iteration"]) if lt else uri
+    ts = storage.join(it, "train_state.json")
+    if not storage.exists(ts):
+        raise JobError(f"init-from {uri}: no checkpoint there (no `latest` and no train_state.json)")
+    return it, storage.read_json(ts)
+
+
+def read_model_json(it_uri: str) -> dict[str, Any]:
+    return storage.read_json(storage.join(it_uri, "model.json"))
+
+
+def _barrier():
+    if dist.is_initialized():
+        dist.barrier()
+
+
+def _local_rank() -> int:
+    return int(os.environ.get("LOCAL_RANK", "0"))
+
+
+class Checkpointer:
+    def __init__(self, uri: str, keep: int):
+        self.uri = uri.rstrip("/")
+        self.keep = max(1, keep)
+        self.stage = staging_root(self.uri)
+
+    # -------------------------------------------------------------------------------- save
+    def save(self, step: int, model, optimizer, train_state: dict[str, Any], model_json: dict[str, Any],
+             mp_ranks: tuple[int, int], dp_rank: int) -> str:
+        from megatron.core import dist_checkpointing
+
+        name = iter_name(step)
+        local = os.path.join(self.stage, name)
+        remote = storage.join(self.uri, name)
+        rank = dist.get_rank()
+        if _local_rank() == 0:
+            shutil.rmtree(local, ignore_errors=True)
+            os.makedirs(os.path.join(local, "optim"), exist_ok=True)
+        if rank == 0:
+            fs, p = storage.get_fs(remote)
+            if fs.exists(p):  # a partial upload from a crashed attempt (never pointed to by `latest`)
+                lt = read_latest(self.uri)
+                if lt and lt.get("iteration") == name:
+                    raise JobError(f"checkpoint {remote}: already the latest; refusing to overwrite it")
+                fs.rm(p, recursive=True)
+        _barrier()
+        with cpu_compat.checkpoint_io():
+            dist_checkpointing.save(model.sharded_state_dict(), local)
+        if dp_rank == 0:
+            tp, pp = mp_ranks
+            torch.save(optimizer.state_dict(), os.path.join(local, "optim", f"tp{tp}_pp{pp}.pt"))
+        if rank == 0:
+            with open(os.path.join(local, "train_state.json"), "w") as f:
+                json.dump(train_state, f, sort_keys=True)
+            with open(os.path.join(local, "model.json"), "w") as f:
+                json.dump(model_json, f, sort_keys=True)
+        _barrier()
+        if _local_rank() == 0:  # one uploader per node; file names differ across nodes
+            fs, p = storage.get_fs(remote)
+            if not storage._is_object_store(fs):
+                for root, _, _ in os.walk(local):
+                    fs.makedirs(p.rstrip("/") + "/" + os.path.relpath(root, local), exist_ok=True)
+            for root, _, files in os.walk(local):
+                for fn in files:
+                    src = os.path.join(root, fn)
+                    rel = os.path.relpath(src, local)
+                    fs.put_file(src, p.rstrip("/") + "/" + rel)
+        _barrier()
+        if rank == 0:
+            storage.write_json_atomic(storage.join(self.uri, LATEST), {"iteration": name, "step": step})
+            self._prune(name)
+        if _local_rank() == 0:
+            shutil.rmtree(local, ignore_errors=True)
+        _barrier()
+        return remote
+
+    def _prune(self, newest: str) -> None:
+        fs, p = storage.get_fs(self.uri)
+        try:
+            names = sorted(x.rstrip("/").rsplit("/", 1)[-1] for x in fs.ls(p, detail=False))
+        except FileNotFoundError:
+            return
+        iters = [n for n in names if n.startswith("iter_") and n <= newest]
+        for n in iters[: max(0, len(iters) - self.keep)]:
+            fs.rm(p.rstrip("/") + "/" + n, recursive=True)
+
+    # -------------------------------------------------------------------------------- load
+    @staticmethod
+    def download(it_uri: str) -> str:
+        """Every node's local rank 0 copies one iteration dir to local disk; returns the path."""
+        local = os.path.join(staging_root(it_uri), "load")
+        if _local_rank() == 0:
+            shutil.rmtree(local, ignore_errors=True)
+            os.makedirs(local, exist_ok=True)
+            fs, p = storage.get_fs(it_uri)
+            base = p.rstrip("/")
+            for f in fs.find(base):
+                rel = f[len(base):].lstrip("/")
+                dst = os.path.join(local, rel)
+                os.makedirs(os.path.dirname(dst), exist_ok=True)
+                fs.get_file(f, dst)
+        _barrier()
+        return local
+
+    @staticmethod
+    def load_weights(model, local: str, what: str) -> None:
+        from megatron.core import dist_checkpointing
+
+        try:
+            with cpu_compat.checkpoint_io():
+                state = dist_checkpointing.load(model.sharded_state_dict(), local)
+            model.load_state_dict(state, strict=True)
+        except Exception as e:  # shape/key mismatch: one clear line
+            msg = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+            raise JobError(f"{what}: checkpoint does not fit this model ({msg})") from e
+
+    @staticmethod
+    def load_optimizer(optimizer, local: str, mp_ranks: tuple[int, int]) -> None:
+        tp, pp = mp_ranks
+        p = os.path.join(local, "optim", f"tp{tp}_pp{pp}.pt")
+        optimizer.load_state_dict(torch.load(p, map_location="cpu", weights_only=False))
+
+    @staticmethod
+    def cleanup(local: str) -> None:
+        _barrier()
+        if _local_rank() == 0:
+            shutil.rmtree(local, ignore_errors=True)

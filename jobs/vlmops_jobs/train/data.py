@@ -1,0 +1,374 @@
+"""Packed-shard reader: PackedDataset WebDataset tars (docs/contracts.md) -> micro-batches.
+
+One packed sequence = one micro-batch (micro=1). Within it, every sub-sample keeps its own
+position ids (reset to 0) and attends only to itself (block-diagonal causal mask on CPU; on GPU
+with Transformer Engine the same boundaries go in as cu_seqlens / THD). The loss is masked to
+assistant tokens (answer text + its <|im_end|>).
+
+Order is a pure function of (seed, step): for step s the global batch is positions
+[s*G, (s+1)*G) of an endless sequence of per-epoch permutations of all sequences, and DP rank r
+takes every DP-th of them. So the loader's position in a checkpoint is just the step number.
+"""
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import queue
+import tarfile
+import threading
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from ..common import storage
+from ..common.result import JobError
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+DEFAULT_SYSTEM = "You are a helpful assistant."
+FACTOR = 28  # patch 14 x merge 2: the packing job's image-token unit
+
+
+# ------------------------------------------------------------------------------------------
+# Tokenizer + chat template (Qwen2-style ChatML, as vlmops_jobs.common.synthetic writes it)
+# ------------------------------------------------------------------------------------------
+class ChatTokenizer:
+    def __init__(self, path: str):
+        from tokenizers import Tokenizer
+
+        local = _local_copy(path)
+        f = os.path.join(local, "tokenizer.json") if os.path.isdir(local) else local
+        if not os.path.exists(f):
+            raise JobError(f"tokenizer {path}: no tokenizer.json")
+        self.tok = Tokenizer.from_file(f)
+        self.vocab_size = self.tok.get_vocab_size(with_added_tokens=True)
+        ids = {t: self.tok.token_to_id(t) for t in ("<|im_start|>", "<|im_end|>", "<image>")}
+        missing = [t for t, i in ids.items() if i is None]
+        if missing:
+            raise JobError(f"tokenizer {path}: missing special tokens {missing}")
+        self.im_start, self.im_end, self.image = ids["<|im_start|>"], ids["<|im_end|>"], ids["<image>"]
+        self.pad = self.tok.token_to_id("<pad>") or 0
+        self.dir = local if os.path.isdir(local) else os.path.dirname(local)
+
+    def text(self, s: str) -> list[int]:
+        return self.tok.encode(s, add_special_tokens=False).ids if s else []
+
+    def encode_conversation(self, conversations: list[dict]) -> tuple[list[int], list[int]]:
+        """(ids, target) in text space; one `<image>` id per image; target=1 on assistant tokens."""
+        msgs = list(conversations)
+        if not msgs or msgs[0].get("role") != "system":
+            msgs = [{"role": "system", "content": DEFAULT_SYSTEM}] + msgs
+        ids: list[int] = []
+        tgt: list[int] = []
+        for m in msgs:
+            role, content = m.get("role", "user"), m.get("content", "")
+            head = [self.im_start] + self.text(f"{role}\n")
+            ids += head
+            tgt += [0] * len(head)
+            is_answer = role == "assistant"
+            parts = content.split("<image>")
+            for j, part in enumerate(parts):
+                if j:
+                    ids.append(self.image)
+                    tgt.append(0)
+                t = self.text(part)
+                ids += t
+                tgt += [int(is_answer)] * len(t)
+            ids.append(self.im_end)
+            tgt.append(int(is_answer))
+            nl = self.text("\n")
+            ids += nl
+            tgt += [0] * len(nl)
+        return ids, tgt
+
+
+def _local_copy(path: str) -> str:
+    """Tokenizer dirs may live in object storage: copy to a local cache dir once."""
+    if "://" not in path or path.startswith("file://"):
+        return path[len("file://"):] if path.startswith("file://") else path
+    import hashlib
+    import tempfile
+
+    dst = os.path.join(tempfile.gettempdir(), "vlmops-tok-" + hashlib.sha1(path.encode()).hexdigest()[:12])
+    if not os.path.isdir(dst):
+        fs, p = storage.get_fs(path)
+        tmp = dst + f".tmp{os.getpid()}"
+        fs.get(p.rstrip("/") + "/", tmp, recursive=True)
+        try:
+            os.rename(tmp, dst)
+        except OSError:
+            pass
+    return dst
+
+
+# ------------------------------------------------------------------------------------------
+# Images
+# ------------------------------------------------------------------------------------------
+def smart_resize(h: int, w: int, factor: int = FACTOR, min_pixels: int = 3136, max_pixels: int = 2560000):
+    hb = max(factor, round(h / factor) * factor)
+    wb = max(factor, round(w / factor) * factor)
+    if hb * wb > max_pixels:
+        beta = math.sqrt(h * w / max_pixels)
+        hb = max(factor, math.floor(h / beta / factor) * factor)
+        wb = max(factor, math.floor(w / beta / factor) * factor)
+    elif hb * wb < min_pixels:
+        beta = math.sqrt(min_pixels / (h * w))
+        hb = math.ceil(h * beta / factor) * factor
+        wb = math.ceil(w * beta / factor) * factor
+    return hb, wb
+
+
+def image_grid(h: int, w: int, tokens: int | None) -> tuple[int, int]:
+    """Grid (rows, cols) of 28px cells: the packing job's count when it is known."""
+    hb, wb = smart_resize(h, w)
+    gh, gw = hb // FACTOR, wb // FACTOR
+    if tokens is None or gh * gw == tokens:
+        return gh, gw
+    best = None
+    for r in range(1, tokens + 1):
+        if tokens % r == 0:
+            c = tokens // r
+            err = abs(math.log(r / c) - math.log(h / w))
+            if best is None or err < best[0]:
+                best = (err, r, c)
+    return best[1], best[2]
+
+
+def image_tiles(data: bytes, tokens: int | None, tile: int) -> torch.Tensor:
+    """Decode, resize to the 28px grid (rounded up to whole tiles), normalize, cut into tiles
+    [n, 3, tile, tile] in raster order."""
+    from PIL import Image
+
+    im = Image.open(io.BytesIO(data)).convert("RGB")
+    gh, gw = image_grid(im.height, im.width, tokens)
+    th, tw = -(-gh * FACTOR // tile), -(-gw * FACTOR // tile)
+    im = im.resize((tw * tile, th * tile), Image.BICUBIC)
+    a = torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0)  # [H, W, 3]
+    a = (a - torch.tensor(CLIP_MEAN)) / torch.tensor(CLIP_STD)
+    a = a.permute(2, 0, 1)  # [3, H, W]
+    t = a.reshape(3, th, tile, tw, tile).permute(1, 3, 0, 2, 4).reshape(th * tw, 3, tile, tile)
+    return t.contiguous()
+
+
+# ------------------------------------------------------------------------------------------
+# Shard index
+# ------------------------------------------------------------------------------------------
+@dataclass
+class Entry:
+    shard: int
+    key: str
+    members: dict[str, tuple[int, int]]  # ext -> (offset, size)
+
+
+class PackedShards:
+    def __init__(self, data_uri: str):
+        self.data_uri = data_uri.rstrip("/")
+        self.fs, base = storage.get_fs(self.data_uri)
+        pattern = base.rstrip("/") + "/shards/shard-*.tar"
+        try:
+            shards = sorted(self.fs.glob(pattern))
+        except FileNotFoundError:
+            shards = []
+        if not shards:
+            raise JobError(f"data {data_uri}: no shards under {self.data_uri}/shards/ (shard-*.tar)")
+        self.shards = shards
+        self.entries: list[Entry] = []
+        for si, p in enumerate(shards):
+            with self.fs.open(p, "rb") as f:
+                with tarfile.open(fileobj=f, mode="r:") as tf:
+                    cur: dict[str, dict[str, tuple[int, int]]] = {}
+                    order: list[str] = []
+                    for m in tf:
+                        if not m.isfile():
+                            continue
+                        name = m.name.rsplit("/", 1)[-1]
+                        key, _, ext = name.partition(".")
+                        if key not in cur:
+                            cur[key] = {}
+                            order.append(key)
+                        cur[key][ext] = (m.offset_data, m.size)
+            for k in order:
+                if "json" in cur[k]:
+                    self.entries.append(Entry(si, k, cur[k]))
+        if not self.entries:
+            raise JobError(f"data {data_uri}: shards hold no sequences")
+        self._handles: dict[int, Any] = {}
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def read(self, i: int) -> dict[str, bytes]:
+        e = self.entries[i]
+        with self._lock:
+            f = self._handles.get(e.shard)
+            if f is None:
+                f = self._handles[e.shard] = self.fs.open(self.shards[e.shard], "rb")
+            out = {}
+            for ext, (off, size) in e.members.items():
+                f.seek(off)
+                out[ext] = f.read(size)
+        return out
+
+    def digest_inputs(self) -> dict[str, Any]:
+        m = f"{self.data_uri}/manifest.json"
+        if storage.exists(m):
+            return {"uri": self.data_uri, "manifest": m, "digest": storage.sha256_uri(m)}
+        return {"uri": self.data_uri}
+
+
+# ------------------------------------------------------------------------------------------
+# Micro-batches
+# ------------------------------------------------------------------------------------------
+def build_microbatch(raw: dict[str, bytes], tok: ChatTokenizer, tile: int, tokens_per_tile: int,
+                     max_len: int) -> dict[str, Any]:
+    meta = json.loads(raw["json"])
+    ids: list[int] = []
+    tgt: list[int] = []
+    tiles: list[torch.Tensor] = []
+    n_tiles: list[int] = []
+    pos: list[int] = []
+    seg: list[int] = []
+    combined = 0
+    samples = 0
+    for si, s in enumerate(meta["samples"]):
+        convs = s["conversations"]
+        if isinstance(convs, str):
+            convs = json.loads(convs)
+        sids, stgt = tok.encode_conversation(convs)
+        n_img = sum(1 for t in sids if t == tok.image)
+        itoks = list(s.get("imageTokens") or [None] * n_img)
+        imgs = list(s.get("images") or [])
+        if len(imgs) != n_img:
+            raise JobError(f"data sequence {meta.get('sequence')}: sample {s.get('id')} has {n_img} <image> "
+                           f"tags but {len(imgs)} images")
+        s_tiles = []
+        for j, name in enumerate(imgs):
+            data = raw.get(name)
+            if data is None:
+                raise JobError(f"data sequence {meta.get('sequence')}: missing image entry {name}")
+            s_tiles.append(image_tiles(data, itoks[j] if j < len(itoks) else None, tile))
+        s_len = len(sids) - n_img + sum(t.shape[0] for t in s_tiles) * tokens_per_tile
+        if combined + s_len > max_len:
+            if samples == 0:
+                raise JobError(f"data sequence {meta.get('sequence')}: sample {s.get('id')} has {s_len} tokens, "
+                               f"more than the model's max sequence length {max_len}")
+            break
+        ids += sids
+        tgt += [0] + stgt[1:]  # the first token of a sub-sample is never a target
+        # positions/segments in the combined (image-expanded) space
+        p = 0
+        k = 0
+        for t in sids:
+            if t == tok.image:
+                n = s_tiles[k].shape[0] * tokens_per_tile
+                k += 1
+            else:
+                n = 1
+            pos.extend(range(p, p + n))
+            seg.extend([si] * n)
+            p += n
+        for t in s_tiles:
+            tiles.append(t)
+            n_tiles.append(t.shape[0])
+        combined += s_len
+        samples += 1
+    T = len(ids)
+    ids_t = torch.tensor(ids, dtype=torch.long)
+    tgt_t = torch.tensor(tgt, dtype=torch.float32)
+    labels = torch.full((T,), 0, dtype=torch.long)
+    labels[:-1] = ids_t[1:]
+    labels[labels == tok.image] = 0
+    loss_mask = torch.zeros(T, dtype=torch.float32)
+    loss_mask[:-1] = tgt_t[1:]
+    loss_mask[ids_t == tok.image] = 0.0  # image positions never predict (the model masks them too)
+    seg_t = torch.tensor(seg, dtype=torch.long)
+    pos_t = torch.tensor(pos, dtype=torch.long)
+    S = combined
+    assert seg_t.numel() == S
+    if tiles:
+        images = torch.cat(tiles, 0)
+    else:
+        images = torch.zeros(0, 3, tile, tile)
+    return {
+        "input_ids": ids_t[None],
+        "labels": labels[None],
+        "loss_mask": loss_mask[None],
+        "images": images,
+        "num_image_tiles": torch.tensor(n_tiles, dtype=torch.int),
+        "position_ids": pos_t,           # combined space, reset per sub-sample
+        "segment_ids": seg_t,            # combined space
+        "tokens": S,
+        "target_tokens": int(loss_mask.sum().item()),
+        "samples": samples,
+        "sequence": meta.get("sequence"),
+    }
+
+
+def block_causal_mask(segment_ids: torch.Tensor) -> torch.Tensor:
+    """[1, 1, S, S] bool, True = masked: causal within a sub-sample, nothing across."""
+    S = segment_ids.numel()
+    same = segment_ids[:, None] == segment_ids[None, :]
+    causal = torch.ones(S, S, dtype=torch.bool).tril()
+    return ~(same & causal)[None, None]
+
+
+class StepLoader:
+    """Yields, for each step from `start_step`, this DP rank's list of micro-batches."""
+
+    def __init__(self, shards: PackedShards, tok: ChatTokenizer, *, seed: int, global_batch: int, dp_size: int,
+                 dp_rank: int, tile: int, tokens_per_tile: int, max_len: int, prefetch: int = 4):
+        self.shards, self.tok = shards, tok
+        self.seed, self.G, self.dp, self.r = seed, global_batch, dp_size, dp_rank
+        self.tile, self.tpt, self.max_len = tile, tokens_per_tile, max_len
+        self.prefetch = prefetch
+        self._perms: dict[int, np.ndarray] = {}
+
+    def _perm(self, epoch: int) -> np.ndarray:
+        p = self._perms.get(epoch)
+        if p is None:
+            p = np.random.default_rng([self.seed, epoch]).permutation(len(self.shards))
+            self._perms = {epoch: p}
+        return p
+
+    def indices(self, step: int) -> list[int]:
+        N = len(self.shards)
+        out = []
+        for j in range(step * self.G + self.r, (step + 1) * self.G, self.dp):
+            out.append(int(self._perm(j // N)[j % N]))
+        return out
+
+    def step_batches(self, step: int) -> list[dict[str, Any]]:
+        return [build_microbatch(self.shards.read(i), self.tok, self.tile, self.tpt, self.max_len)
+                for i in self.indices(step)]
+
+    def iterate(self, start_step: int, end_step: int) -> Iterator[tuple[int, list[dict[str, Any]]]]:
+        q: queue.Queue = queue.Queue(maxsize=self.prefetch)
+        stop = threading.Event()
+
+        def work():
+            try:
+                for s in range(start_step, end_step):
+                    if stop.is_set():
+                        return
+                    q.put((s, self.step_batches(s)))
+                q.put(None)
+            except BaseException as e:  # surface loader errors in the training thread
+                q.put(e)
+
+        th = threading.Thread(target=work, daemon=True)
+        th.start()
+        try:
+            while True:
+                item = q.get()
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()

@@ -1,0 +1,172 @@
+"""VLMTrainingStage job on CPU: torchrun x2 with gloo, tiny preset, packed shards (moto S3 + file)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("megatron.core")
+
+from vlmops_jobs.common import storage  # noqa: E402
+from vlmops_jobs.common.result import parse_result  # noqa: E402
+
+from .train_fixtures.packed import make_packed_dataset  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _env(extra=None):
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "operator"), str(REPO / "jobs"), env.get("PYTHONPATH", "")])
+    env["OMP_NUM_THREADS"] = "1"
+    env["VLMOPS_TERMINATION_LOG"] = os.devnull
+    env.pop("VLMOPS_TRAIN_CRASH_AFTER_STEP", None)
+    env.update(extra or {})
+    return env
+
+
+_PORT = [29611]
+
+
+def torchrun(args, nproc=2, extra_env=None, check=True, timeout=240):
+    _PORT[0] += 1
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc), "--master-port",
+           str(_PORT[0]), "-m", "vlmops_jobs.train", "--metrics-port", "0", *args]
+    p = subprocess.run(cmd, env=_env(extra_env), capture_output=True, text=True, timeout=timeout, cwd=REPO)
+    if check and p.returncode != 0:
+        raise AssertionError(f"torchrun failed rc={p.returncode}\nSTDOUT:\n{p.stdout[-4000:]}\nSTDERR:\n{p.stderr[-6000:]}")
+    return p
+
+
+def losses(stdout: str) -> dict[int, float]:
+    out = {}
+    for line in stdout.splitlines():
+        line = line.strip()
+        if line.startswith("{") and '"loss"' in line and '"step"' in line and "vlmopsResult" not in line:
+            d = json.loads(line)
+            out[d["step"]] = d["loss"]
+    return out
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("train")
+    return make_packed_dataset(f"file://{root}/packed", str(root / "tok"), n_samples=10, capacity=400)
+
+
+COMMON = ["--preset", "tiny", "--global-batch", "2", "--lr", "3e-3", "--min-lr", "3e-4", "--warmup-fraction", "0.1",
+          "--seed", "7", "--clip-grad", "1.0"]
+
+
+@pytest.fixture(scope="module")
+def stage_a(dataset, tmp_path_factory):
+    """DP=2, all modules trainable, 8 steps, checkpoints every 4 (keep 1)."""
+    root = tmp_path_factory.mktemp("a")
+    ck, out = f"file://{root}/ckpt", f"file://{root}/out"
+    p = torchrun(["--data", dataset["uri"], "--tokenizer", dataset["tokenizer"], *COMMON, "--train-iters", "8",
+                  "--checkpoint-uri", ck, "--checkpoint-interval", "4", "--checkpoint-keep", "1", "--output", out])
+    return {"ckpt": ck, "out": out, "stdout": p.stdout, "losses": losses(p.stdout), "root": root}
+
+
+def test_dp2_overfit_loss_decreases_and_outputs(stage_a):
+    ls = stage_a["losses"]
+    assert sorted(ls) == list(range(1, 9))
+    first, last = ls[1], ls[8]
+    assert last < 0.8 * first, ls
+    res = parse_result(stage_a["stdout"])
+    assert set(res) == {"progress", "checkpoint", "output", "hf"}
+    assert res["progress"]["step"] == 8 and res["progress"]["totalSteps"] == 8
+    assert res["progress"]["tokensPerSecond"] > 0 and res["progress"]["samplesPerSecond"] > 0
+    assert res["checkpoint"]["step"] == 8 and res["checkpoint"]["latest"].endswith("iter_0000008")
+    assert len(json.dumps({"vlmopsResult": res})) < 4096
+    # layout: latest written last, keep=1 pruned iter_4
+    latest = storage.read_json(storage.join(stage_a["ckpt"], "latest"))
+    assert latest == {"iteration": "iter_0000008", "step": 8}
+    fs, p = storage.get_fs(stage_a["ckpt"])
+    assert sorted(x.rsplit("/", 1)[-1] for x in fs.ls(p, detail=False)) == ["iter_0000008", "latest"]
+    prog = storage.read_json(storage.join(stage_a["out"], "progress.json"))
+    assert prog["step"] == 8 and prog["checkpoint"]["step"] == 8
+    man = storage.read_json(storage.join(stage_a["out"], "manifest.json"))
+    assert "hf/config.json" in man["files"] and man["stats"]["steps"] == 8
+
+
+def test_kill_and_resume_gives_same_loss_curve(dataset, stage_a, tmp_path):
+    ck, out = f"file://{tmp_path}/ckpt", f"file://{tmp_path}/out"
+    args = ["--data", dataset["uri"], "--tokenizer", dataset["tokenizer"], *COMMON, "--train-iters", "8",
+            "--checkpoint-uri", ck, "--checkpoint-interval", "4", "--checkpoint-keep", "1", "--output", out,
+            "--hf-export", "off"]
+    p1 = torchrun(args, extra_env={"VLMOPS_TRAIN_CRASH_AFTER_STEP": "5"}, check=False)
+    assert p1.returncode != 0
+    l1 = losses(p1.stdout)
+    assert max(l1) == 5
+    assert storage.read_json(storage.join(ck, "latest"))["step"] == 4
+    p2 = torchrun(args)
+    l2 = losses(p2.stdout)
+    assert sorted(l2) == [5, 6, 7, 8]
+    for s in range(1, 6):
+        assert l1[s] == stage_a["losses"][s]
+    for s in range(5, 9):
+        assert l2[s] == stage_a["losses"][s], (s, l2, stage_a["losses"])
+
+
+def _hf_state(uri):
+    from safetensors.torch import load_file
+
+    fs, p = storage.get_fs(uri)
+    files = [f for f in fs.ls(p, detail=False) if f.endswith(".safetensors")]
+    st = {}
+    for f in files:
+        local = Path(p) / Path(f).name
+        st.update(load_file(str(local)))
+    return st
+
+
+@pytest.fixture(scope="module")
+def stage_1(dataset, stage_a, tmp_path_factory):
+    """Stage-1 policy (projector only) initialized from stage A, DP=2."""
+    root = tmp_path_factory.mktemp("s1")
+    ck, out = f"file://{root}/ckpt", f"file://{root}/out"
+    torchrun(["--data", dataset["uri"], "--tokenizer", dataset["tokenizer"], *COMMON, "--train-iters", "2",
+              "--trainable", "projector", "--init-from", stage_a["ckpt"], "--checkpoint-uri", ck, "--output", out])
+    return {"ckpt": ck, "out": out}
+
+
+def test_stage1_projector_only_leaves_vision_and_llm_bit_identical(stage_a, stage_1):
+    a = _hf_state(storage.join(stage_a["out"], "hf"))
+    b = _hf_state(storage.join(stage_1["out"], "hf"))
+    assert a.keys() == b.keys()
+    changed = {k for k in a if not torch.equal(a[k], b[k])}
+    assert changed, "projector should have trained"
+    assert all("multi_modal_projector" in k for k in changed), sorted(changed)[:5]
+
+
+def test_tp2_loads_checkpoint_written_with_tp1(dataset, stage_1, tmp_path):
+    """Stage-2 with TP=2 from Stage-1's (TP=1) checkpoint; lr=0 so the exported weights must equal."""
+    out = f"file://{tmp_path}/out"
+    p = torchrun(["--data", dataset["uri"], "--tokenizer", dataset["tokenizer"], "--preset", "tiny",
+                  "--global-batch", "2", "--lr", "0", "--train-iters", "1", "--tensor", "2",
+                  "--init-from", stage_1["ckpt"], "--output", out])
+    assert losses(p.stdout)[1] > 0
+    a = _hf_state(storage.join(stage_1["out"], "hf"))
+    b = _hf_state(storage.join(out, "hf"))
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+def test_s3_shards_and_checkpoints(s3_bucket, tmp_path):
+    """Shards read from and checkpoints/outputs written to the moto S3 server through s3fs."""
+    d = make_packed_dataset(f"{s3_bucket}/packed", str(tmp_path / "tok"), n_samples=4, capacity=400, seed=3)
+    ck, out = f"{s3_bucket}/ckpt", f"{s3_bucket}/out"
+    p = torchrun(["--data", d["uri"], "--tokenizer", d["tokenizer"], "--preset", "tiny", "--global-batch", "2",
+                  "--train-iters", "2", "--checkpoint-uri", ck, "--checkpoint-interval", "1", "--output", out,
+                  "--hf-export", "off"])
+    res = parse_result(p.stdout)
+    assert res["checkpoint"] == {"latest": f"{ck}/iter_0000002", "step": 2}
+    assert storage.read_json(f"{ck}/latest")["iteration"] == "iter_0000002"
+    assert storage.exists(f"{ck}/iter_0000002/metadata.json")
+    assert storage.exists(f"{out}/manifest.json") and storage.exists(f"{out}/progress.json")

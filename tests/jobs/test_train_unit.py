@@ -1,0 +1,149 @@
+"""Unit checks of the training job: validation, LR schedule, loader, HF export parity (in-process, 1 rank)."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("megatron.core")
+
+from vlmops_jobs.common.result import JobError  # noqa: E402
+from vlmops_jobs.train import trainer  # noqa: E402
+from vlmops_jobs.train.data import ChatTokenizer, PackedShards, StepLoader, block_causal_mask  # noqa: E402
+
+from .train_fixtures.packed import make_packed_dataset  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _args(*extra):
+    return trainer.parse_args(["--data", "x", "--tokenizer", "y", "--train-iters", "10", *extra])
+
+
+@pytest.mark.parametrize("extra,world,msg", [
+    (["--tensor", "3"], 3, "does not divide the language heads"),
+    (["--tensor", "2"], 3, "not divisible by tensor"),
+    (["--pipeline", "2"], 2, "pipeline"),
+    (["--micro-batch", "2"], 2, "micro=1"),
+    (["--global-batch", "3"], 2, "multiple of the data-parallel size"),
+    (["--trainable", "projector,decoder"], 1, "trainable"),
+])
+def test_validation_before_any_process_group(extra, world, msg):
+    with pytest.raises(JobError, match=msg):
+        trainer.validate(_args(*extra), world)
+
+
+def test_lr_schedule_warmup_cosine_min():
+    a = _args("--lr", "1e-3", "--min-lr", "1e-4", "--warmup-fraction", "0.2")
+    lrs = [trainer.lr_at(s, a) for s in range(10)]
+    assert lrs[0] == pytest.approx(5e-4) and lrs[1] == pytest.approx(1e-3)
+    assert all(x >= y for x, y in zip(lrs[1:], lrs[2:]))
+    assert lrs[-1] > 1e-4 and trainer.lr_at(10, a) == pytest.approx(1e-4)
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    root = tmp_path_factory.mktemp("u")
+    return make_packed_dataset(f"file://{root}/packed", str(root / "tok"), n_samples=6, capacity=400, seed=1)
+
+
+def test_loader_positions_masks_and_deterministic_order(small):
+    tok = ChatTokenizer(small["tokenizer"])
+    sh = PackedShards(small["uri"])
+    assert len(sh) == small["sequences"]
+    mk = lambda r: StepLoader(sh, tok, seed=5, global_batch=2, dp_size=2, dp_rank=r, tile=28, tokens_per_tile=1,
+                              max_len=4096)
+    l0, l1 = mk(0), mk(1)
+    seen = [i for s in range(len(sh)) for i in (l0.indices(s) + l1.indices(s))][: len(sh)]
+    assert sorted(seen) == list(range(len(sh)))  # first epoch is a permutation
+    assert l0.indices(3) == mk(0).indices(3)
+    mb = l0.step_batches(0)[0]
+    S = mb["tokens"]
+    assert mb["position_ids"].numel() == S == mb["segment_ids"].numel()
+    # positions restart at 0 at every sub-sample boundary
+    starts = (mb["position_ids"] == 0).nonzero().flatten().tolist()
+    assert len(starts) == mb["samples"]
+    assert mb["images"].shape[0] == int(mb["num_image_tiles"].sum())
+    assert S == mb["input_ids"].shape[1] - (mb["input_ids"] == tok.image).sum().item() + mb["images"].shape[0]
+    # loss only on assistant tokens: every masked target is inside an assistant turn
+    assert 0 < mb["target_tokens"] < mb["input_ids"].shape[1]
+    m = block_causal_mask(torch.tensor([0, 0, 1]))[0, 0]
+    assert m.tolist() == [[False, True, True], [False, False, True], [True, True, False]]
+
+
+def test_missing_shards_exit_2(tmp_path):
+    env = dict(os.environ, PYTHONPATH=f"{REPO / 'jobs'}:{REPO / 'operator'}", VLMOPS_TERMINATION_LOG=os.devnull)
+    p = subprocess.run([sys.executable, "-m", "vlmops_jobs.train", "--data", f"file://{tmp_path}/none", "--tokenizer",
+                        str(tmp_path), "--train-iters", "1"], env=env, capture_output=True, text=True, cwd=REPO)
+    assert p.returncode == 2
+    assert p.stderr.strip().splitlines()[-1].startswith("error: tokenizer")
+
+
+def test_hf_export_matches_megatron_logits(small, tmp_path, monkeypatch):
+    import torch.distributed as dist
+    from megatron.core import parallel_state as ps
+    from transformers import LlavaForConditionalGeneration
+
+    from vlmops_jobs.train import cpu_compat
+    from vlmops_jobs.train.hf_export import gather_full_state, megatron_input_to_hf, to_hf
+    from vlmops_jobs.train.model import Parallel, build_model, logits
+    from vlmops_jobs.train.presets import PRESETS, padded_vocab
+
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", "29591")
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=0, world_size=1)
+    try:
+        ps.initialize_model_parallel(1, 1)
+        torch.manual_seed(0)
+        cpu_compat.apply()
+        cpu_compat.seed_rng(0)
+        tok = ChatTokenizer(small["tokenizer"])
+        preset = PRESETS["tiny"]
+        vocab = padded_vocab(tok.vocab_size)
+        model = build_model(preset, vocab, tok.image, Parallel()).eval()
+        with torch.no_grad():  # random init leaves norms at 1 / biases at 0: perturb so the check sees them
+            for n, p in model.named_parameters():
+                if p.ndim == 1:
+                    p.add_(0.1 * torch.randn_like(p))
+        sh = PackedShards(small["uri"])
+        mb = StepLoader(sh, tok, seed=0, global_batch=1, dp_size=1, dp_rank=0, tile=28, tokens_per_tile=1,
+                        max_len=4096).step_batches(0)[0]
+        # first sub-sample only (HF LLaVA has no packed-sequence mask)
+        seg0 = int((mb["segment_ids"] == 0).sum())
+        ids = mb["input_ids"][0]
+        n_img_tok = 0
+        cut = 0
+        tiles_used = 0
+        k = 0
+        for t in ids.tolist():
+            if cut + n_img_tok >= seg0:
+                break
+            if t == tok.image:
+                n = int(mb["num_image_tiles"][k])
+                n_img_tok += n - 1
+                tiles_used += n
+                k += 1
+            cut += 1
+        ids = ids[:cut][None]
+        nt = mb["num_image_tiles"][:k]
+        images = mb["images"][:tiles_used]
+        ml = logits(model, ids, images, nt)
+        full = gather_full_state(model)
+        hf = to_hf(full, preset, vocab, tok.image)
+        hf.save_pretrained(tmp_path / "hf")
+        hf2 = LlavaForConditionalGeneration.from_pretrained(tmp_path / "hf").eval()
+        hf_ids = megatron_input_to_hf(ids, nt, tok.image, 1)
+        assert hf_ids.shape[1] == ml.shape[1]
+        with torch.no_grad():
+            kw = {"pixel_values": images} if k else {}
+            hl = hf2(input_ids=hf_ids, **kw).logits
+        assert k >= 1 or images.shape[0] == 0
+        assert (hl - ml).abs().max().item() < 1e-4, (hl - ml).abs().max().item()
+    finally:
+        ps.destroy_model_parallel()
+        dist.destroy_process_group()
