@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from .api.kinds import API_VERSION, KINDS
 from .crdgen import crd
-from .reconciler import format_validation_error
+from .api.errors import format_validation_error
 
 
 @dataclass

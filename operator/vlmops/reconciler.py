@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from . import childstate, conditions, results
+from .api.errors import format_validation_error
 from .api.kinds import KINDS
 from .builders import BuildContext, Plan, build, parse_spec, references
 from .builders.common import LABEL_GENERATION, LABEL_KIND, LABEL_NAME, LABEL_STEP
@@ -31,16 +32,6 @@ class Outcome:
     created: list[str] = field(default_factory=list)
     phase: str | None = None
     events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
-
-
-def format_validation_error(err: ValidationError) -> str:
-    """One line per problem, each with its field path as written in the CR (camelCase)."""
-    lines = []
-    for e in err.errors():
-        path = ".".join(str(p) for p in ("spec", *e["loc"]))
-        msg = e["msg"].removeprefix("Value error, ")
-        lines.append(f"{path}: {msg}")
-    return "; ".join(lines)
 
 
 def reconcile(kube: Kube, kind: str, namespace: str, name: str, ctx: BuildContext) -> Outcome:

@@ -1,0 +1,14 @@
+"""Human-readable validation errors with field paths as written in the CR."""
+from __future__ import annotations
+
+from pydantic import ValidationError
+
+
+def format_validation_error(err: ValidationError) -> str:
+    """One `spec.path: message` per problem, joined by '; ' (camelCase paths, as in the YAML)."""
+    lines = []
+    for e in err.errors():
+        path = ".".join(str(p) for p in ("spec", *e["loc"]))
+        msg = e["msg"].removeprefix("Value error, ")
+        lines.append(f"{path}: {msg}")
+    return "; ".join(lines)
