@@ -267,7 +267,7 @@ def step_plan(a: argparse.Namespace) -> None:
     if png is not None:
         files["plan/stats.png"] = storage.write_bytes_atomic(storage.join(a.output, "plan/stats.png"), png)
     params = {"sequenceLength": cap, "algorithm": a.algorithm, "truncate": bool(a.truncate), "closingPass": bool(a.closing_pass)}
-    inputs = {"lengths": [{"uri": storage.join(a.output, f"lengths/part-{r['stats']['shard']:05d}.parquet"),
+    inputs = {"lengths": [{"uri": f"lengths/part-{r['stats']['shard']:05d}.parquet",  # relative to the output
                            "digest": r["files"][f"lengths/part-{r['stats']['shard']:05d}.parquet"]} for r in recs]}
     man = lineage.build_manifest(kind=KIND, step="plan", inputs=inputs, parameters=params, files=files, stats=stats)
     out = lineage.commit_manifest(a.output, man, name="plan/manifest.json")
