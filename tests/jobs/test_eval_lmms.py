@@ -1,6 +1,7 @@
 """The EvalSuite job for real: lmms-eval (pinned) on CPU with a tiny random HF LLaVA built offline,
 custom tasks through --include-path (local JSONL + generated images), model and output on a real
-S3 protocol server (moto), run as `python -m vlmops_jobs.evaluate run` in a subprocess."""
+S3 protocol server (moto). The main run is `python -m vlmops_jobs.evaluate run` in a subprocess, as in
+the pod; the other cases call the same CLI entry in-process (lmms-eval takes ~30 s to import)."""
 from __future__ import annotations
 
 import importlib.util
@@ -12,9 +13,14 @@ import time
 
 import pytest
 
+# No hub here: every Hugging Face library stays offline (set before lmms-eval imports them).
+for _k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+    os.environ.setdefault(_k, "1")
+
 from vlmops_jobs.common import storage
 from vlmops_jobs.common.result import parse_result
 from vlmops_jobs.evaluate import compare, model, thresholds
+from vlmops_jobs.evaluate.__main__ import main as evaluate_main
 
 pytest.importorskip("lmms_eval")
 
@@ -52,7 +58,30 @@ def assets(tmp_path_factory, s3_server):
             "digest": model.tree_digest(model.file_digests(ckpt))}
 
 
+def _argv(assets, *extra: str, output: str, tasks: str, model_uri=None) -> list[str]:
+    return ["run", "--model-uri", model_uri or assets["model_uri"], "--lmms-eval-model", LMMS_MODEL,
+            "--model-args", "dtype=float32", "--tasks", tasks, "--batch-size", "1", "--limit", "3",
+            "--include-path", assets["tasks_uri"], "--output", output, "--expected-version", "0.7.3",
+            "--work-dir", str(assets["root"] / f"work-{time.monotonic_ns()}"), *extra]
+
+
+class Done:
+    def __init__(self, returncode, stdout, stderr, seconds):
+        self.returncode, self.stdout, self.stderr, self.seconds = returncode, stdout, stderr, seconds
+
+
+def _run_inproc(assets, capsys, monkeypatch, *extra: str, output: str, tasks: str = "vlmops_tiny_count", model_uri=None):
+    """The same CLI entry in this process (lmms-eval is imported once per test session)."""
+    monkeypatch.setenv("VLMOPS_TERMINATION_LOG", str(assets["root"] / "termination-log-inproc"))
+    capsys.readouterr()
+    t0 = time.monotonic()
+    rc = evaluate_main(_argv(assets, *extra, output=output, tasks=tasks, model_uri=model_uri))
+    cap = capsys.readouterr()
+    return Done(rc, cap.out, cap.err, time.monotonic() - t0)
+
+
 def _run(assets, *extra: str, output: str, tasks: str = "vlmops_tiny_vqa,vlmops_tiny_count", model_uri=None):
+    """`python -m vlmops_jobs.evaluate run ...` in a subprocess, as in the pod."""
     env = dict(os.environ)
     env.update(
         PYTHONPATH=os.pathsep.join([os.path.join(ROOT, "jobs"), env.get("PYTHONPATH", "")]),
@@ -60,22 +89,17 @@ def _run(assets, *extra: str, output: str, tasks: str = "vlmops_tiny_vqa,vlmops_
         HF_HOME=str(assets["root"] / "hf"), VLMOPS_TERMINATION_LOG=str(assets["root"] / "termination-log"),
         OMP_NUM_THREADS="1", TOKENIZERS_PARALLELISM="false",
     )
-    cmd = [sys.executable, "-m", "vlmops_jobs.evaluate", "run",
-           "--model-uri", model_uri or assets["model_uri"], "--lmms-eval-model", LMMS_MODEL,
-           "--model-args", "dtype=float32", "--tasks", tasks, "--batch-size", "1", "--limit", "3",
-           "--include-path", assets["tasks_uri"], "--output", output, "--expected-version", "0.7.3",
-           "--work-dir", str(assets["root"] / f"work-{time.monotonic_ns()}"), *extra]
+    cmd = [sys.executable, "-m", "vlmops_jobs.evaluate", *_argv(assets, *extra, output=output, tasks=tasks, model_uri=model_uri)]
     t0 = time.monotonic()
     p = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
-    p.seconds = time.monotonic() - t0
-    return p
+    return Done(p.returncode, p.stdout, p.stderr, time.monotonic() - t0)
 
 
 def _explain(p) -> str:
     return f"rc={p.returncode}\n--- stdout (tail)\n{p.stdout[-3000:]}\n--- stderr (tail)\n{p.stderr[-6000:]}"
 
 
-def test_real_lmms_eval_run_normalised_results_and_retry(assets):
+def test_real_lmms_eval_run_normalised_results_and_retry(assets, capsys, monkeypatch):
     out = f"{assets['bucket']}/evals/ok"
     p = _run(assets, "--model-digest", assets["digest"], output=out)
     assert p.returncode == 0, _explain(p)
@@ -125,23 +149,23 @@ def test_real_lmms_eval_run_normalised_results_and_retry(assets):
     assert all(r["delta"] == 0 for r in table_rows) and len(table_rows) == 5
 
     # a retried pod: same inputs, complete output -> reported again without re-evaluating
-    p2 = _run(assets, output=out)
+    p2 = _run_inproc(assets, capsys, monkeypatch, output=out, tasks="vlmops_tiny_vqa,vlmops_tiny_count")
     assert p2.returncode == 0, _explain(p2)
     res2 = parse_result(p2.stdout)
     assert res2["results"] == res["results"] and res2["throughput"].get("reused") is True
     assert res2["output"] == res["output"]
 
 
-def test_task_crash_keeps_partial_results(assets, tmp_path):
+def test_task_crash_keeps_partial_results(assets, tmp_path, capsys, monkeypatch):
     out = f"file://{tmp_path}/partial"
-    p = _run(assets, output=out, tasks="vlmops_tiny_count,vlmops_tiny_crash",
-             model_uri=f"file://{assets['ckpt']}")
+    p = _run_inproc(assets, capsys, monkeypatch, output=out, tasks="vlmops_tiny_count,vlmops_tiny_crash",
+                    model_uri=f"file://{assets['ckpt']}")
     assert p.returncode == 1, _explain(p)
     assert "error: lmmsEval tasks: vlmops_tiny_crash failed" in p.stderr
     res = parse_result(p.stdout)
     assert res["partial"] is True
     assert {r["task"] for r in res["results"]} == {"vlmops_tiny_count"}
-    assert res["errors"][0]["task"] == "vlmops_tiny_crash" and "scoring failed on purpose" in res["errors"][0]["error"]
+    assert res["errors"][0]["task"] == "vlmops_tiny_crash" and "image decoding failed on purpose" in res["errors"][0]["error"]
     doc = storage.read_json(f"{out}/results.json")
     assert doc["partial"] is True and doc["errors"] == res["errors"]
     assert storage.read_json(f"{out}/manifest.json")["stats"]["tasksFailed"] == 1
@@ -156,10 +180,10 @@ def test_task_crash_keeps_partial_results(assets, tmp_path):
         ("version-pin", {"extra": ("--expected-version", "0.6.0")}, "error: lmmsEval version: pinned 0.6.0, this image has lmms-eval 0.7.3"),
     ],
 )
-def test_bad_input_exits_2_and_writes_nothing(assets, tmp_path, case, args, message):
+def test_bad_input_exits_2_and_writes_nothing(assets, tmp_path, capsys, monkeypatch, case, args, message):
     out = tmp_path / "out"
-    p = _run(assets, *args.get("extra", ()), output=f"file://{out}", tasks=args.get("tasks", "vlmops_tiny_vqa"),
-             model_uri=args.get("model_uri", f"file://{assets['ckpt']}"))
+    p = _run_inproc(assets, capsys, monkeypatch, *args.get("extra", ()), output=f"file://{out}",
+                    tasks=args.get("tasks", "vlmops_tiny_vqa"), model_uri=args.get("model_uri", f"file://{assets['ckpt']}"))
     assert p.returncode == 2, _explain(p)
     assert p.stderr.strip().splitlines()[-1].startswith(message), _explain(p)
     assert not out.exists()

@@ -152,6 +152,29 @@ def check_manifest(local_dir: str, digests: dict[str, str]) -> str | None:
     return storage.sha256_bytes(data)
 
 
+def precheck_model(uri: str) -> None:
+    """Cheap existence check (no copy, no hashing) so a wrong URI fails before lmms-eval starts."""
+    if not uri:
+        raise JobError("model uri: empty")
+    if _is_remote(uri):
+        try:
+            ok = storage.exists(storage.join(uri, "config.json"))
+        except Exception as e:
+            raise JobError(f"model uri: cannot read {uri} ({type(e).__name__}: {e})") from None
+        if not ok:
+            raise JobError(f"model uri: {uri} does not exist or has no config.json")
+    elif uri.startswith("file://") or os.path.exists(uri) or uri.startswith(("/", ".")):
+        local = _local_path(uri)
+        if not os.path.isdir(local):
+            raise JobError(f"model uri: {uri} does not exist or is not a directory")
+        if not os.path.isfile(os.path.join(local, "config.json")):
+            raise JobError(f"model uri: {uri} has no config.json (not a Hugging Face checkpoint directory)")
+    elif _REPO_ID.match(uri):
+        _hf_cache_lookup(uri)
+    else:
+        raise JobError(f"model uri: {uri} is not a URI, a path or a Hugging Face repo id")
+
+
 def resolve_model(uri: str, work_dir: str, expected_digest: str | None = None, log=print) -> ResolvedModel:
     if not uri:
         raise JobError("model uri: empty")

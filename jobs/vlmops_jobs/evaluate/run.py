@@ -31,7 +31,7 @@ from typing import Any
 from ..common import lineage, storage
 from ..common.result import MAX_TERMINATION_BYTES, JobError, emit_result
 from . import normalize as norm
-from .model import copy_to_local, file_digests, resolve_model, tree_digest
+from .model import copy_to_local, file_digests, precheck_model, resolve_model, tree_digest
 
 KIND = "EvalSuite"
 STEP = "run"
@@ -156,6 +156,17 @@ def _device_defaults(model_cls: type, model_args: dict[str, str]) -> dict[str, s
     return extra
 
 
+def _unwrap(e: BaseException) -> BaseException:
+    """lmms-eval retries some task hooks with tenacity: report the underlying error."""
+    for _ in range(5):
+        last = getattr(e, "last_attempt", None)
+        inner = last.exception() if last is not None and hasattr(last, "exception") else None
+        if inner is None:
+            break
+        e = inner
+    return e
+
+
 def _dumps(obj: Any, **kw: Any) -> str:
     from lmms_eval.utils import handle_non_serializable
 
@@ -235,6 +246,14 @@ def _reuse_previous(output_uri: str, parameters: dict[str, Any], model_lineage: 
 
 def run(argv: list[str] | None = None, ns: argparse.Namespace | None = None) -> dict[str, Any]:
     args = ns if ns is not None else build_parser().parse_args(argv)
+    if args.work_dir:
+        return _run(args)
+    with tempfile.TemporaryDirectory(prefix="vlmops-eval-") as tmp:  # model copy and staging go away
+        args.work_dir = tmp
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> dict[str, Any]:
     t_start = time.monotonic()
 
     # 1. version pin
@@ -248,8 +267,10 @@ def run(argv: list[str] | None = None, ns: argparse.Namespace | None = None) -> 
     if args.batch_size < 1:
         raise JobError(f"lmmsEval batchSize: {args.batch_size} must be >= 1")
     output_uri = args.output.rstrip("/")
-    work_dir = os.path.abspath(args.work_dir) if args.work_dir else tempfile.mkdtemp(prefix="vlmops-eval-")
+    work_dir = os.path.abspath(args.work_dir)
     os.makedirs(work_dir, exist_ok=True)
+
+    precheck_model(args.model_uri)
 
     # 2. custom tasks + task names + model name
     include_local = None
@@ -334,19 +355,26 @@ def run(argv: list[str] | None = None, ns: argparse.Namespace | None = None) -> 
             d["errors"] = errors
         return d
 
-    lm = None
-    t0 = time.monotonic()
-    try:
+    def load_model():
+        # lmms-eval's evaluate() ends with lm.clean(), which deletes the model's modules: a fresh
+        # instance per task (what the lmms-eval CLI does once per run).
+        t0 = time.monotonic()
         lm = model_cls.create_from_arg_string(
             format_model_args(resolved_args), {"batch_size": args.batch_size, "max_batch_size": None, "device": None}
         )
         log(f"loaded {args.lmms_eval_model} in {time.monotonic() - t0:.1f}s")
-    except Exception as e:
-        traceback.print_exc(file=sys.stderr)
-        errors.append({"task": "*", "error": f"model load failed: {type(e).__name__}: {e}"[:MAX_ERROR_CHARS]})
+        return lm
 
     cwd = os.getcwd()
-    for task in tasks if lm is not None else []:
+    for i, task in enumerate(tasks):
+        try:
+            lm = load_model()
+        except Exception as e:
+            traceback.print_exc(file=sys.stderr)
+            msg = f"model load failed: {type(e).__name__}: {e}"[:MAX_ERROR_CHARS]
+            errors.extend({"task": t, "error": msg} for t in tasks[i:])
+            log(f"{msg}; not running {', '.join(tasks[i:])}")
+            break
         task_dir = os.path.join(staging, RAW_DIR, task)
         os.makedirs(task_dir, exist_ok=True)
         cli_args = _lmms_cli_args(
@@ -367,11 +395,13 @@ def run(argv: list[str] | None = None, ns: argparse.Namespace | None = None) -> 
                 raise RuntimeError("lmms-eval returned no results")
         except Exception as e:
             traceback.print_exc(file=sys.stderr)
+            e = _unwrap(e)
             errors.append({"task": task, "error": f"{type(e).__name__}: {e}"[:MAX_ERROR_CHARS]})
             log(f"task {task} failed: {type(e).__name__}: {e}")
             continue
         finally:
             os.chdir(cwd)
+            del lm
         dt = time.monotonic() - t_task
         eval_seconds += dt
         samples = raw.pop("samples", None)
