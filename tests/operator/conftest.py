@@ -1,0 +1,49 @@
+"""Fixtures for the operator tests: the emulated API server, a kubeconfig, the official client,
+and the real operator process pointed at the emulator."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # harness modules live next to the tests
+
+from emulated_apiserver import EmulatorServer, kubeconfig  # noqa: E402
+from operator_harness import NAMESPACES, TEST_UA, OperatorProcess, crd_docs  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def emulator():
+    srv = EmulatorServer(crd_docs(), namespaces=["default", *NAMESPACES]).start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture(scope="session")
+def kubeconfig_path(emulator, tmp_path_factory) -> Path:
+    p = tmp_path_factory.mktemp("kube") / "config"
+    p.write_text(kubeconfig(emulator.url, "vlm"))
+    return p
+
+
+@pytest.fixture(scope="session")
+def api_client(kubeconfig_path):
+    from kubernetes import client, config
+
+    cfg = client.Configuration()
+    config.load_kube_config(config_file=str(kubeconfig_path), client_configuration=cfg)
+    api = client.ApiClient(cfg)
+    api.user_agent = TEST_UA  # so the journal tells the tests' writes from the operator's
+    return api
+
+
+@pytest.fixture(scope="session")
+def operator(kubeconfig_path, tmp_path_factory):
+    op = OperatorProcess(kubeconfig_path, tmp_path_factory.mktemp("operator"), NAMESPACES).start()
+    try:
+        yield op
+    finally:
+        op.stop()
