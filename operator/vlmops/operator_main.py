@@ -36,6 +36,13 @@ def run(namespaces: list[str], all_namespaces: bool, metrics_port: int, health_p
     op = Operator(ctx)
     register(op, registry)
 
+    # A private registry does not carry kopf's default login handlers: without this the operator
+    # starts, stays "alive", and never authenticates. login_via_client tries in-cluster first,
+    # then $KUBECONFIG, and also configures the kubernetes client that `Kube` uses.
+    @kopf.on.login(registry=registry)
+    def _login(**kwargs: Any) -> Any:
+        return kopf.login_via_client(**kwargs)
+
     @kopf.on.startup(registry=registry)
     def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
         configure(settings, watch_timeout)
