@@ -1,0 +1,105 @@
+"""Run the Argo CD health Lua (charts/vlmops/argocd-health) against statuses the operator writes."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from chart_helpers import CHART, ROOT
+
+lupa = pytest.importorskip("lupa")
+
+HEALTH_DIR = CHART / "argocd-health"
+KINDS = {"BalancedCorpus": "Ready", "PackedDataset": "Ready", "VLMTrainingStage": "Succeeded",
+         "EvalSuite": "Succeeded"}
+AT = "2026-11-27T00:00:00Z"
+
+
+def health(kind: str, obj: dict) -> dict:
+    lua = lupa.LuaRuntime(unpack_returned_tuples=True)
+    lua.globals().obj = lua.table_from(obj, recursive=True)
+    result = lua.execute((HEALTH_DIR / f"vlmops.dev_{kind}.lua").read_text())
+    return {"status": result["status"], "message": result["message"]}
+
+
+def cr(kind: str, status: dict | None, generation: int = 1) -> dict:
+    obj = {"apiVersion": "vlmops.dev/v1alpha1", "kind": kind,
+           "metadata": {"name": "x", "namespace": "ml", "generation": generation}, "spec": {}}
+    if status is not None:
+        obj["status"] = status
+    return obj
+
+
+def operator_status(kind: str, state: str, reason: str, message: str, generation: int = 1) -> dict:
+    """The status the operator itself writes (vlmops.conditions.with_state), or a faithful copy."""
+    try:
+        from vlmops.conditions import with_state
+    except ImportError:  # pragma: no cover - the operator package is in the tree
+        pytest.skip("vlmops.conditions not importable")
+    return with_state({}, done_condition=KINDS[kind], state=state, reason=reason, message=message,
+                      generation=generation, at=AT)
+
+
+def test_one_script_per_kind_matching_the_api():
+    assert sorted(p.name for p in HEALTH_DIR.glob("*.lua")) == sorted(f"vlmops.dev_{k}.lua" for k in KINDS)
+    api = pytest.importorskip("vlmops.api.kinds")
+    assert {k: v.done_condition for k, v in api.KINDS.items()} == KINDS
+    for kind, done in KINDS.items():
+        assert f'local DONE = "{done}"' in (HEALTH_DIR / f"vlmops.dev_{kind}.lua").read_text()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_no_status_yet_is_progressing(kind):
+    assert health(kind, cr(kind, None))["status"] == "Progressing"
+    assert health(kind, cr(kind, {}))["status"] == "Progressing"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("state, reason, message, want", [
+    ("Waiting", "WaitingForInput", "PackedDataset/mid: not Ready", "Progressing"),
+    ("Running", "Running", "step 120/70000", "Progressing"),
+    ("Done", "Succeeded", "done", "Healthy"),
+    ("Failed", "JobFailed", "BackoffLimitExceeded: pod exited 1", "Degraded"),
+    ("Invalid", "InvalidSpec", "spec.parallelism: world size 6 not divisible by tensor*pipeline 4", "Degraded"),
+])
+def test_operator_states(kind, state, reason, message, want):
+    got = health(kind, cr(kind, operator_status(kind, state, reason, message)))
+    assert got["status"] == want, got
+    assert message in got["message"]
+    if state == "Waiting":
+        assert got["message"].startswith("WaitingForInput: ")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_new_generation_not_yet_observed_is_progressing(kind):
+    """After a spec edit, a Healthy status from the old generation must not count."""
+    status = operator_status(kind, "Done", "Succeeded", "done", generation=1)
+    got = health(kind, cr(kind, status, generation=2))
+    assert got["status"] == "Progressing" and "generation 2" in got["message"]
+
+
+def test_done_condition_is_what_counts_for_stages():
+    """A stage with Ready=True but Succeeded=False (hand-written status) is not Healthy."""
+    status = {"observedGeneration": 1, "phase": "Running", "conditions": [
+        {"type": "Ready", "status": "True", "reason": "X", "message": ""},
+        {"type": "Succeeded", "status": "False", "reason": "Running", "message": "step 3"},
+        {"type": "Reconciling", "status": "True", "reason": "Running", "message": "step 3"},
+        {"type": "Stalled", "status": "False", "reason": "Healthy", "message": ""}]}
+    assert health("VLMTrainingStage", cr("VLMTrainingStage", status))["status"] == "Progressing"
+    assert health("PackedDataset", cr("PackedDataset", copy.deepcopy(status)))["status"] == "Healthy"
+
+
+def test_failed_phase_without_conditions_is_degraded():
+    got = health("EvalSuite", cr("EvalSuite", {"phase": "Failed", "observedGeneration": 1, "message": "boom"}))
+    assert got == {"status": "Degraded", "message": "boom"}
+
+
+def test_argocd_example_config_carries_the_scripts():
+    """examples/gitops/argocd/argocd-cm.yaml must embed exactly the chart's Lua files."""
+    import yaml
+
+    cm = yaml.safe_load((ROOT / "examples" / "gitops" / "argocd" / "argocd-cm.yaml").read_text())
+    data = cm["data"]
+    for kind in KINDS:
+        key = f"resource.customizations.health.vlmops.dev_{kind}"
+        assert data[key] == (HEALTH_DIR / f"vlmops.dev_{kind}.lua").read_text(), key
