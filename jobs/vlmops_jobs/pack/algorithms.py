@@ -17,7 +17,8 @@ bins of equal residual in the order they reached it.
 First-fit-decreasing (FFD): the same runs, each into the lowest-numbered bin that fits; a block
 maximum over the residual array finds candidate bins without scanning them all.
 
-A closing pass (`close_gaps`) then tries to empty the least-filled bins: it swaps an item of a
+An opt-in closing pass (`close_gaps`, experimental: it only gains ~0.02 points on
+short-caption data so far) tries to empty the least-filled bins: it swaps an item of a
 kept bin for a free item exactly `gap` longer (filling that bin to the brim) and re-packs the
 freed, now shorter items; it keeps the result only if it uses fewer sequences.
 """
@@ -344,7 +345,8 @@ def from_assignment(bin_of: np.ndarray, lengths: np.ndarray) -> Packing:
 ALGORITHMS = {"BestFitDecreasing": best_fit_decreasing, "FirstFitDecreasing": first_fit_decreasing}
 
 
-def pack(lengths: np.ndarray, capacity: int, algorithm: str = "BestFitDecreasing", closing: bool = True) -> Packing:
+def pack(lengths: np.ndarray, capacity: int, algorithm: str = "BestFitDecreasing", closing: bool = False) -> Packing:
+    """Plan with `algorithm`; `closing` adds the (experimental, opt-in) closing pass."""
     p = ALGORITHMS[algorithm](lengths, capacity)
     if closing and algorithm == "BestFitDecreasing":
         p = close_gaps(p, lengths, capacity)
