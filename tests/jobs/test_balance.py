@@ -69,6 +69,10 @@ def test_metaclip_keeps_tail_and_flattens(file_pool, file_root, capsys):
     assert s["after"]["effectiveConcepts"] > s["before"]["effectiveConcepts"]
     assert s["before"]["conceptsCovered"] >= s["before"]["conceptsCovered10"]
     assert "retrievalRecall" not in s  # Flat is exact
+    assert set(s) == {"inputSamples", "selectedSamples", "threshold", "before", "after"}
+    assert set(s["after"]) == {"conceptsCovered", "conceptsCovered10", "entropyBits", "effectiveConcepts", "gini",
+                               "headShare"}
+    assert res["progress"] == {"shardsCompleted": 2, "shardsTotal": 2}
     assert len(json.dumps({"vlmopsResult": res})) < 4096
 
     # every sample holding a tail concept (count <= t) is kept
@@ -122,7 +126,8 @@ def test_target_samples_and_inverse_frequency(file_pool, file_root, capsys):
                         "--output", out], capsys)
     assert rc == 0, err
     s = res["stats"]
-    assert abs(s["expectedSamples"] - 6000) < 1.0
+    full = json.loads(storage.read_bytes(storage.join(out, "stats.json")))
+    assert abs(full["expectedSamples"] - 6000) < 1.0 and full["keptFraction"] == round(s["selectedSamples"] / 20000, 6)
     assert abs(s["selectedSamples"] - 6000) < 300
     t_meta = s["threshold"]
     rc, res, err = run(["balance", "--method", "InverseFrequency", "--target-samples", "6000", "--shards", "2",
@@ -222,7 +227,8 @@ def test_ivf_index_recall_and_reuse(tmp_path, capsys):
     rc, res, err = run(balance_args(out, 2), capsys)
     assert rc == 0, err
     s = res["stats"]
-    assert 0 < s["retrievalRecall"] < 1 and 300 < s["recallQueries"] < 700
+    assert 0 < s["retrievalRecall"] < 1
+    assert 300 < json.loads(storage.read_bytes(f"{out}/stats.json"))["recallQueries"] < 700
     sel = read_selected(out)
     assert sel.column_names == ["id", "concepts"]
     manifest = json.loads(storage.read_bytes(f"{out}/manifest.json"))

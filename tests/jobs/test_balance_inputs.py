@@ -141,5 +141,19 @@ def test_balance_bad_input_keeps_previous_output(pool, tmp_path, capsys):
     del args[i:i + 2]
     rc, res, err = run(args, capsys)
     assert rc == 0 and res["stats"]["threshold"] == 20000.0
-    assert res["stats"]["selectedSamples"] == res["stats"]["inputSamples"] - res["stats"]["samplesWithoutConcepts"]
+    full = json.loads(storage.read_bytes(storage.join(out, "stats.json")))
+    assert res["stats"]["selectedSamples"] == res["stats"]["inputSamples"] - full["samplesWithoutConcepts"]
     assert json.loads(storage.read_bytes(storage.join(out, "manifest.json")))["parameters"]["threshold"] == 20000.0
+
+
+def test_duplicate_ids(tmp_path, capsys):
+    root = f"file://{tmp_path}"
+    rng = np.random.default_rng(1)
+    write_parquet(f"{root}/s.parquet", pa.table({"id": ["a", "b", "a"], "embedding": emb_array(rng.standard_normal((3, 4)))}))
+    write_parquet(f"{root}/c.parquet", pa.table({"text": ["x", "y"], "embedding": emb_array(rng.standard_normal((2, 4)))}))
+    out = f"{root}/out"
+    assert run(["retrieve", "--source", f"{root}/s.parquet", "--concepts", f"{root}/c.parquet", "--top-k", "1",
+                "--shard", "0", "--output", out], capsys)[0] == 0
+    rc, _, err = run(["balance", "--threshold", "1", "--output", out], capsys)
+    assert rc == 2 and "source id-field: id 'a' appears more than once" in err
+    assert not storage.exists(f"{out}/manifest.json")

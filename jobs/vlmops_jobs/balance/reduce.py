@@ -30,6 +30,18 @@ from .retrieve import log, shard_names, shard_prefix
 
 METHODS = ("MetaCLIP", "InverseFrequency")
 SHARD_ONLY = ("shard", "rows", "inputs", "shards")
+# status.stats keys (api.md / BalancedCorpusStats): the result line carries only these; the
+# manifest and stats.json carry the extras (keptFraction, expectedSamples, ...) too.
+STATUS_KEYS = ("inputSamples", "selectedSamples", "threshold", "before", "after", "retrievalRecall")
+SIDE_KEYS = ("conceptsCovered", "conceptsCovered10", "entropyBits", "effectiveConcepts", "gini", "headShare")
+
+
+def status_stats(stats: dict[str, Any]) -> dict[str, Any]:
+    out = {k: stats[k] for k in STATUS_KEYS if stats.get(k) is not None}
+    for side in ("before", "after"):
+        if side in out:
+            out[side] = {k: out[side][k] for k in SIDE_KEYS if k in out[side]}
+    return out
 
 
 # ---------------------------------------------------------------- sampling rule
@@ -153,8 +165,16 @@ def run_balance(a) -> dict[str, Any]:
     table = pa.concat_tables(tabs)
     n = table.num_rows
     hashes = table.column("idHash").to_numpy()
-    if len(np.unique(hashes)) != n:
-        raise JobError(f"source id-field: ids in {rp['source']} are not unique")
+    uniq, first_pos, cnt = np.unique(hashes, return_index=True, return_counts=True)
+    if len(uniq) != n:  # a repeated 64-bit hash: check the ids themselves (a true collision is harmless)
+        dup_h = set(uniq[cnt > 1].tolist())
+        ids_col = table.column("id")
+        seen: dict[str, int] = {}
+        for j in np.flatnonzero(np.isin(hashes, list(dup_h))):
+            sid = ids_col[int(j)].as_py()
+            if sid in seen:
+                raise JobError(f"source id-field: id {sid!r} appears more than once in {rp['source']}")
+            seen[sid] = int(j)
     lists = table.column("concepts").combine_chunks()
     offs = lists.offsets.to_numpy()
     flat = lists.values.to_numpy()
@@ -188,7 +208,8 @@ def run_balance(a) -> dict[str, Any]:
         "after": st.distribution(after),
     }
     if approximate:
-        stats["retrievalRecall"] = float(round(recall_h / (recall_q * k), 6)) if recall_q else None
+        if recall_q:
+            stats["retrievalRecall"] = float(round(recall_h / (recall_q * k), 6))
         stats["recallQueries"] = int(recall_q)
 
     parameters = {k2: v for k2, v in rp.items() if k2 not in SHARD_ONLY and k2 != "sourceFiles"}
@@ -204,7 +225,7 @@ def run_balance(a) -> dict[str, Any]:
     prev = _already_done(a.output, parameters, inputs)
     if prev is not None:
         log("balance: manifest with the same parameters and inputs exists and its files verify; skipping")
-        return prev
+        return dict(prev, progress={"shardsCompleted": a.shards, "shardsTotal": a.shards})
 
     # ---- writes (data first, manifest last)
     files: dict[str, str] = {}
@@ -230,7 +251,8 @@ def run_balance(a) -> dict[str, Any]:
     log(f"balance: wrote {len(sel)} selected samples in {len([f for f in files if f.startswith('selected/')])} parts "
         f"({time.perf_counter() - t0:.2f}s); throughput {n / max(dt, 1e-9):.1f} items/s, "
         f"{nbytes / max(dt, 1e-9):.0f} bytes/s written")
-    return {"stats": stats, "output": out}
+    return {"stats": status_stats(stats), "output": out,
+            "progress": {"shardsCompleted": a.shards, "shardsTotal": a.shards}}
 
 
 def _schema(uri: str) -> pa.Schema:
@@ -354,5 +376,5 @@ def _already_done(output: str, parameters: dict[str, Any], inputs: dict[str, Any
         if not storage.exists(uri) or storage.sha256_uri(uri) != digest:
             return None
     uri = storage.join(output, lineage.MANIFEST)
-    return {"stats": m["stats"], "output": {"uri": output.rstrip("/"), "manifest": uri,
-                                            "digest": storage.sha256_uri(uri)}}
+    return {"stats": status_stats(m["stats"]), "output": {"uri": output.rstrip("/"), "manifest": uri,
+                                                          "digest": storage.sha256_uri(uri)}}

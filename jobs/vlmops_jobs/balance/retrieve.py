@@ -267,6 +267,7 @@ def run_retrieve(a) -> dict[str, Any]:
     })
 
     t0 = time.perf_counter()
+    _remove_own_temps(names["marker"])
     buf = io.BytesIO()
     pq.write_table(table, buf, compression="zstd")
     topk_digest = storage.write_bytes_atomic(names["topk"], buf.getvalue())
@@ -302,6 +303,21 @@ def run_retrieve(a) -> dict[str, Any]:
     if recall_q:
         res["retrievalRecall"] = round(recall_hits / (recall_q * a.top_k), 6)
     return res
+
+
+def _remove_own_temps(marker_uri: str) -> None:
+    """Temp keys a killed earlier attempt of this shard left behind (atomic_open's `.tmp-<uuid>-<name>`)."""
+    fs, path = storage.get_fs(marker_uri)
+    parent, base = path.rsplit("/", 1)
+    stem = base[: -len(".json")]
+    try:
+        fs.invalidate_cache(parent)
+        for p in fs.ls(parent, detail=False):
+            name = p.rsplit("/", 1)[-1]
+            if name.startswith(".tmp-") and name.split("-", 2)[-1].startswith(stem + "."):
+                fs.rm(p)
+    except (FileNotFoundError, OSError):
+        pass
 
 
 def _committed(names: dict[str, str], params: dict[str, Any]) -> dict[str, Any] | None:
