@@ -167,6 +167,23 @@ def _unwrap(e: BaseException) -> BaseException:
     return e
 
 
+def _model_defaults(model_cls: type) -> dict[str, Any]:
+    """The model class's own defaults for plain-valued arguments (e.g. llava_onevision1_5's
+    max_pixels): recorded so a default that changes between lmms-eval versions shows up."""
+    try:
+        params = inspect.signature(model_cls.__init__).parameters
+    except (TypeError, ValueError):
+        return {}
+    out = {}
+    for name, p in params.items():
+        if name in ("self", "pretrained") or p.kind in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+            continue
+        if p.default is p.empty or not isinstance(p.default, (str, int, float, bool, type(None))):
+            continue
+        out[name] = p.default
+    return dict(sorted(out.items()))
+
+
 def _dumps(obj: Any, **kw: Any) -> str:
     from lmms_eval.utils import handle_non_serializable
 
@@ -313,6 +330,8 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         "lmmsEvalVersion": installed,
         "model": args.lmms_eval_model,
         "modelArgs": dict(sorted({**model_args, **device_extra}.items())),
+        "modelClass": f"{model_cls.__module__}.{model_cls.__name__}",
+        "modelDefaults": _model_defaults(model_cls),
         "tasks": tasks,
         "batchSize": args.batch_size,
         "limit": limit,
