@@ -144,12 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     ec.add_argument("rest", nargs=argparse.REMAINDER)
     ec.set_defaults(fn=_cmd_eval_compare)
 
-    try:
-        from .local import cli as local_cli  # the local runner (vlmops run / status / lineage)
+    from .local import cli as local_cli  # the local runner: vlmops run / status / lineage
 
-        local_cli.add_commands(sub)
-    except ImportError:
-        pass
+    local_cli.add_commands(sub)
 
     args = p.parse_args(argv)
     if args.cmd == "operator" and not args.namespace and not args.all_namespaces:

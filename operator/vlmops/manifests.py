@@ -33,7 +33,8 @@ def load(paths: Iterable[str]) -> list[Doc]:
     docs: list[Doc] = []
     for p in paths:
         path = Path(p)
-        files = sorted(f for f in path.rglob("*") if f.suffix in (".yaml", ".yml")) if path.is_dir() else [path]
+        # Like `kubectl apply -f DIR`: the directory's own YAML files, not subdirectories.
+        files = sorted(f for f in path.glob("*") if f.suffix in (".yaml", ".yml")) if path.is_dir() else [path]
         if not files:
             raise ManifestError(f"{p}: no YAML files found")
         for f in files:

@@ -1,0 +1,65 @@
+"""Generate the quickstart's synthetic multimodal data, offline and deterministic.
+
+Writes under --out (a path or fsspec URI; the pipeline YAMLs expect <storage>/quickstart/data):
+  pool/samples.parquet + pool/images/   sample table with precomputed image embeddings
+  pool/concepts.parquet                 concept vocabulary with embeddings (Zipf-distributed use)
+  tokenizer/                            a tiny HF tokenizer with a ChatML template
+  eval-tasks/                           a custom lmms-eval task over local images
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+from pathlib import Path
+
+from vlmops_jobs.common.synthetic import make_samples, make_tokenizer
+
+HERE = Path(__file__).resolve().parent
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True)
+    p.add_argument("--samples", type=int, default=400)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    out = Path(args.out.removeprefix("file://"))
+    marker = out / "generated.json"
+    want = {"samples": args.samples, "seed": args.seed, "version": 1}
+    if marker.exists() and json.loads(marker.read_text()) == want:
+        print(f"quickstart data already in {out}")
+        return 0
+    out.mkdir(parents=True, exist_ok=True)
+    make_tokenizer(str(out / "tokenizer"))
+    info = make_samples(str(out / "pool"), args.samples, seed=args.seed, with_embeddings=64, n_concepts=48,
+                        image_sizes=[(56, 56), (84, 56), (112, 84), (56, 112), (140, 112)])
+    tasks = out / "eval-tasks"
+    if tasks.exists():
+        shutil.rmtree(tasks)
+    shutil.copytree(HERE / "eval-task", tasks)
+    _eval_data(tasks / "data", args.seed)
+    marker.write_text(json.dumps(want))
+    print(f"wrote {info['n']} samples ({info['images']} images), tokenizer and eval task under {out}")
+    return 0
+
+
+def _eval_data(d: Path, seed: int) -> None:
+    """A handful of images with one solid colour each; the question asks for the colour."""
+    import numpy as np
+    from PIL import Image
+
+    d.mkdir(parents=True, exist_ok=True)
+    colours = {"red": (220, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 220), "white": (250, 250, 250)}
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(8):
+        name, rgb = list(colours.items())[i % len(colours)]
+        size = int(rng.choice([56, 84, 112]))
+        Image.new("RGB", (size, size), rgb).save(d / f"img{i}.png")
+        rows.append({"id": i, "image": f"img{i}.png", "question": "What colour is the image?", "answer": name})
+    (d / "colours.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,121 @@
+"""`vlmops run`, `vlmops status`, `vlmops lineage`: the local runner's commands."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from .state import Workdir
+
+console = Console(stderr=True)
+_STYLE = {"start": "cyan", "progress": "dim", "done": "green", "failed": "bold red", "skip": "dim"}
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    r = sub.add_parser("run", help="run CRs locally (no cluster), in dependency order")
+    r.add_argument("-f", "--file", action="append", required=True, help="file or directory (repeatable)")
+    r.add_argument("--workdir", default=".vlmops-work")
+    r.add_argument("--storage", help="storage prefix for relative URIs (default file://<workdir>/storage)")
+    r.add_argument("--parallel", type=int, default=2, help="shards run at once (Indexed Jobs)")
+    r.add_argument("--only", action="append", help="reconcile only these CR names (repeatable)")
+    r.add_argument("--no-report", action="store_true")
+    r.set_defaults(fn=_cmd_run)
+
+    s = sub.add_parser("status", help="the local runner's CR table (like `kubectl get vlmops`)")
+    s.add_argument("--workdir", default=".vlmops-work")
+    s.set_defaults(fn=_cmd_status)
+
+    lg = sub.add_parser("lineage", help="print the artifact chain behind a CR")
+    lg.add_argument("name")
+    lg.add_argument("--workdir", default=".vlmops-work")
+    lg.set_defaults(fn=_cmd_lineage)
+
+
+def _event(what: str, message: str) -> None:
+    console.print(f"[{_STYLE.get(what, '')}]{what:>8}[/] {message}")
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from ..manifests import ManifestError, load, ours
+    from .runner import RunError, run
+
+    try:
+        docs = ours(load(args.file))
+        wd = Workdir(args.workdir)
+        result = run(docs, wd, storage=args.storage, parallel=args.parallel, on_event=_event,
+                     only=set(args.only) if args.only else None)
+    except (ManifestError, RunError) as e:
+        console.print(f"[bold red]error:[/] {e}")
+        return 2
+    _print_table(wd)
+    if not args.no_report:
+        from .report import write_report
+
+        path = write_report(wd)
+        console.print(f"report: {path}")
+    if result.failed:
+        for f in result.failed:
+            console.print(f"[bold red]failed:[/] {f}")
+        return 1
+    return 0
+
+
+def _print_table(wd: Workdir) -> None:
+    from .runner import status_rows
+
+    t = Table(title=f"vlmops ({wd.root})")
+    for col in ("KIND", "NAME", "PHASE", "DETAIL", "MESSAGE"):
+        t.add_column(col, overflow="fold")
+    for row in status_rows(wd):
+        color = {"Failed": "red", "Ready": "green", "Succeeded": "green"}.get(row["phase"], "yellow")
+        t.add_row(row["kind"], row["name"], f"[{color}]{row['phase']}[/]", row["detail"], row["message"][:120])
+    Console().print(t)
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    wd = Workdir(args.workdir)
+    if not wd.crs():
+        console.print(f"no CRs recorded in {wd.root}")
+        return 1
+    _print_table(wd)
+    return 0
+
+
+def lineage(wd: Workdir, name: str) -> list[dict[str, Any]]:
+    from ..builders import parse_spec, references
+
+    crs = {o["metadata"]["name"]: o for o in wd.crs()}
+    by_key = {(o["kind"], o["metadata"]["name"]): o for o in crs.values()}
+    if name not in crs:
+        raise KeyError(name)
+    chain: list[dict[str, Any]] = []
+
+    def walk(obj: dict[str, Any], depth: int) -> None:
+        st = obj.get("status") or {}
+        out = st.get("output") or {}
+        chain.append({"depth": depth, "kind": obj["kind"], "name": obj["metadata"]["name"],
+                      "phase": st.get("phase"), "uri": out.get("uri"), "digest": out.get("digest"),
+                      "inputs": st.get("inputs")})
+        for ref in references(obj["kind"], parse_spec(obj)):
+            if ref in by_key:
+                walk(by_key[ref], depth + 1)
+
+    walk(crs[name], 0)
+    return chain
+
+
+def _cmd_lineage(args: argparse.Namespace) -> int:
+    wd = Workdir(args.workdir)
+    try:
+        chain = lineage(wd, args.name)
+    except KeyError:
+        console.print(f"[bold red]error:[/] no CR named {args.name!r} in {wd.root}")
+        return 2
+    for link in chain:
+        pad = "  " * link["depth"]
+        print(f"{pad}{link['kind']}/{link['name']} [{link['phase']}]")
+        print(f"{pad}  output: {link['uri']}  digest: {link['digest']}")
+    return 0

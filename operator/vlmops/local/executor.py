@@ -1,0 +1,85 @@
+"""Run a child's container command as local processes, pod-style.
+
+Same contract as in the cluster: the container's command and env, `JOB_COMPLETION_INDEX` for
+Indexed Jobs, torchrun for PyTorchJobs (one node, all ranks local), the result JSON read from
+the termination-message file (`VLMOPS_TERMINATION_LOG`), exit code 2 = bad input (no retry).
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+@dataclass
+class PodRun:
+    index: int
+    exit_code: int
+    message: str  # termination message (the job's result JSON) or the log tail on error
+    log: Path
+    seconds: float
+
+
+def _local_command(command: list[str], world_size: int | None) -> list[str]:
+    if command[0] == "python":
+        return [sys.executable, *command[1:]]
+    if command[0] == "torchrun":
+        # All ranks on this machine: one node, nodes*gpusPerNode processes, rendezvous on loopback.
+        args = list(command[1:])
+        for flag in ("--nnodes", "--nproc-per-node"):
+            if flag in args:
+                i = args.index(flag)
+                del args[i:i + 2]
+        return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1",
+                "--nproc-per-node", str(world_size or 1), *args]
+    return command
+
+
+def _env(container: dict[str, Any], extra: dict[str, str]) -> dict[str, str]:
+    env = dict(os.environ)
+    for e in container.get("env") or []:
+        if "value" in e:
+            env[e["name"]] = str(e["value"])
+        # valueFrom (Secret refs): locally the credentials come from the caller's environment.
+    path = [str(REPO / "operator"), str(REPO / "jobs")]
+    if env.get("PYTHONPATH"):
+        path.append(env["PYTHONPATH"])
+    env["PYTHONPATH"] = os.pathsep.join(path)
+    env.setdefault("OMP_NUM_THREADS", "1")
+    env.update(extra)
+    return env
+
+
+def run_pods(container: dict[str, Any], indices: list[int], parallel: int, log_dir: Path, child: str,
+             world_size: int | None = None, on_done: Callable[[PodRun], None] | None = None) -> list[PodRun]:
+    command = _local_command(list(container["command"]), world_size)
+
+    def one(index: int) -> PodRun:
+        log = log_dir / f"{child}-{index}.log"
+        term = log_dir / f".{child}-{index}.termination"
+        term.unlink(missing_ok=True)
+        env = _env(container, {"JOB_COMPLETION_INDEX": str(index), "VLMOPS_TERMINATION_LOG": str(term)})
+        t0 = time.perf_counter()
+        with open(log, "w") as f:
+            f.write("$ " + " ".join(command) + "\n")
+            f.flush()
+            proc = subprocess.run(command, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+        message = term.read_text() if term.exists() else ""
+        if proc.returncode != 0 and not message:
+            lines = log.read_text(errors="replace").strip().splitlines()
+            errors = [ln for ln in lines if ln.startswith("error:")]
+            message = (errors[-1] if errors else "\n".join(lines[-5:]))[-4000:]
+        run = PodRun(index, proc.returncode, message, log, time.perf_counter() - t0)
+        if on_done:
+            on_done(run)
+        return run
+
+    with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(indices)))) as pool:
+        return list(pool.map(one, indices))

@@ -1,0 +1,171 @@
+"""`LocalKube`: the reconciler's Kube interface over workdir files; creating a child runs it."""
+from __future__ import annotations
+
+import copy
+import uuid
+from typing import Any, Callable
+
+from ..api.kinds import KINDS
+from ..conditions import now
+from .executor import PodRun, run_pods
+from .state import Workdir, read_json, write_json
+
+CONTAINER_EXIT_BAD_INPUT = 2
+
+
+class LocalKube:
+    def __init__(self, workdir: Workdir, parallel: int = 2,
+                 on_event: Callable[[str, str], None] | None = None):
+        self.wd = workdir
+        self.parallel = parallel
+        self.on_event = on_event or (lambda what, msg: None)
+        self.writes = 0
+
+    # -- CRs -------------------------------------------------------------------------------------
+    def get_cr(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        p = self.wd.cr_path(kind, name)
+        return read_json(p) if p.exists() else None
+
+    def list_crs(self, kind: str, namespace: str) -> list[dict[str, Any]]:
+        return [o for o in self.wd.crs() if o["kind"] == kind]
+
+    def put_cr(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Apply a CR: a changed spec bumps metadata.generation, like the API server."""
+        old = self.get_cr(obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"])
+        new = copy.deepcopy(obj)
+        meta = new["metadata"]
+        if old is None:
+            meta.update(generation=1, uid=str(uuid.uuid4()), creationTimestamp=now())
+            new.pop("status", None)
+        else:
+            meta.update(uid=old["metadata"]["uid"], creationTimestamp=old["metadata"]["creationTimestamp"],
+                        generation=old["metadata"]["generation"] + (old["spec"] != new["spec"]))
+            new["status"] = old.get("status") or {}
+        write_json(self.wd.cr_path(new["kind"], meta["name"]), new)
+        return new
+
+    def patch_cr_status(self, kind: str, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        obj = self.get_cr(kind, namespace, name)
+        assert obj is not None
+        obj["status"] = _apply_merge_patch(obj.get("status") or {}, patch)
+        self.writes += 1
+        write_json(self.wd.cr_path(kind, name), obj)
+
+    # -- children --------------------------------------------------------------------------------
+    def get_child(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        p = self.wd.child_path(kind, name)
+        return read_json(p) if p.exists() else None
+
+    def create_child(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Run the child to completion, then record it (a run killed midway records nothing, so the
+        next `vlmops run` starts the child again; the jobs themselves skip finished shards)."""
+        child = copy.deepcopy(manifest)
+        name = child["metadata"]["name"]
+        labels = child["metadata"].get("labels") or {}
+        parent = f"{labels.get('vlmops.dev/kind')}/{labels.get('vlmops.dev/name')}"
+        log_dir = self.wd.log_dir(labels.get("vlmops.dev/name", "unknown"))
+        step = labels.get("vlmops.dev/step", "?")
+        if child["kind"] == "Job":
+            spec = child["spec"]
+            container = spec["template"]["spec"]["containers"][0]
+            n = spec.get("completions") or 1
+            indexed = spec.get("completionMode") == "Indexed"
+            self.on_event("start", f"{parent}: {step} ({n} pod{'s' * (n > 1)})")
+            done = [0]
+
+            def progress(run: PodRun) -> None:
+                done[0] += run.exit_code == 0
+                if indexed and n > 1:
+                    self.on_event("progress", f"{parent}: {step} {done[0]}/{n} shards")
+
+            runs = run_pods(container, list(range(n)), self.parallel, log_dir, name, on_done=progress)
+            child["status"] = _job_status(runs, n, indexed)
+            template_labels = spec["template"]["metadata"].get("labels") or {}
+        else:
+            master = child["spec"]["pytorchReplicaSpecs"]["Master"]
+            container = master["template"]["spec"]["containers"][0]
+            cmd = container["command"]
+            world = int(cmd[cmd.index("--nnodes") + 1]) * int(cmd[cmd.index("--nproc-per-node") + 1])
+            self.on_event("start", f"{parent}: {step} (torchrun, {world} local ranks)")
+            runs = run_pods(container, [0], 1, log_dir, name, world_size=world)
+            child["status"] = _pytorchjob_status(runs[0])
+            template_labels = master["template"]["metadata"].get("labels") or {}
+        pods = [_pod(name, template_labels, r, container["name"]) for r in runs]
+        write_json(self.wd.pods_path(name), pods)
+        write_json(self.wd.child_path(child["kind"], name), child)
+        self.writes += 1
+        failed = [r for r in runs if r.exit_code != 0]
+        secs = max(r.seconds for r in runs)
+        if failed:
+            self.on_event("failed", f"{parent}: {step} failed (exit {failed[0].exit_code}); log: {failed[0].log}")
+        else:
+            self.on_event("done", f"{parent}: {step} done in {secs:.1f}s")
+        return child
+
+    def adopt_child(self, child: dict[str, Any], owner_refs: list[dict[str, Any]]) -> None:
+        pass  # no garbage collector locally: ownership is implied by the workdir
+
+    def list_pods(self, namespace: str, selector: dict[str, str]) -> list[dict[str, Any]]:
+        out = []
+        for p in sorted((self.wd.root / "state" / "pods").glob("*.json")):
+            for pod in read_json(p):
+                labels = pod["metadata"].get("labels") or {}
+                if all(labels.get(k) == v for k, v in selector.items()):
+                    out.append(pod)
+        return out
+
+    def post_event(self, obj: dict[str, Any], type_: str, reason: str, message: str, at: str) -> None:
+        with open(self.wd.root / "events.log", "a") as f:
+            f.write(f"{at} {type_} {obj['kind']}/{obj['metadata']['name']} {reason}: {message}\n")
+
+
+def _pod(child: str, labels: dict[str, str], run: PodRun, container: str) -> dict[str, Any]:
+    return {
+        "metadata": {"name": f"{child}-{run.index}", "labels": labels,
+                     "annotations": {"batch.kubernetes.io/job-completion-index": str(run.index)}},
+        "status": {"phase": "Succeeded" if run.exit_code == 0 else "Failed", "containerStatuses": [{
+            "name": container, "state": {"terminated": {"exitCode": run.exit_code, "message": run.message}}}]},
+    }
+
+
+def _job_status(runs: list[PodRun], n: int, indexed: bool) -> dict[str, Any]:
+    ok = sum(r.exit_code == 0 for r in runs)
+    failed = [r for r in runs if r.exit_code != 0]
+    at = now()
+    st: dict[str, Any] = {"succeeded": ok, "failed": len(failed), "startTime": at}
+    if failed:
+        bad_input = any(r.exit_code == CONTAINER_EXIT_BAD_INPUT for r in failed)
+        reason = "PodFailurePolicy" if bad_input else "BackoffLimitExceeded"
+        msg = failed[0].message.strip().splitlines()[-1] if failed[0].message.strip() else ""
+        st["conditions"] = [{"type": "Failed", "status": "True", "reason": reason,
+                             "message": f"pod {failed[0].index}: {msg}"[:2000], "lastTransitionTime": at}]
+    else:
+        st["conditions"] = [{"type": "Complete", "status": "True", "reason": "Completed", "lastTransitionTime": at}]
+        st["completionTime"] = at
+    return st
+
+
+def _pytorchjob_status(run: PodRun) -> dict[str, Any]:
+    at = now()
+    conds = [{"type": "Created", "status": "True", "reason": "PyTorchJobCreated", "lastTransitionTime": at},
+             {"type": "Running", "status": "False", "reason": "PyTorchJobRunning", "lastTransitionTime": at}]
+    if run.exit_code == 0:
+        conds.append({"type": "Succeeded", "status": "True", "reason": "PyTorchJobSucceeded",
+                      "lastTransitionTime": at})
+    else:
+        msg = run.message.strip().splitlines()[-1] if run.message.strip() else f"exit code {run.exit_code}"
+        conds.append({"type": "Failed", "status": "True", "reason": "PyTorchJobFailed",
+                      "message": msg[:2000], "lastTransitionTime": at})
+    return {"conditions": conds, "startTime": at, "completionTime": at}
+
+
+def _apply_merge_patch(target: Any, patch: Any) -> Any:
+    if not isinstance(patch, dict):
+        return patch
+    out = dict(target) if isinstance(target, dict) else {}
+    for k, v in patch.items():
+        if v is None:
+            out.pop(k, None)
+        else:
+            out[k] = _apply_merge_patch(out.get(k), v)
+    return out

@@ -1,0 +1,157 @@
+"""`vlmops run`: validate every CR first, then reconcile them in dependency order, locally."""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ..api.kinds import KINDS
+from ..builders import BuildContext, parse_spec, references
+from ..manifests import Doc, validate, with_defaults
+from ..reconciler import reconcile
+from .kube import LocalKube
+from .state import Workdir
+
+NAMESPACE = "local"
+# Spec fields that hold storage locations; relative values resolve against --storage.
+_URI_FIELDS = {"uri", "tokenizer", "includePath", "checkpoint"}
+
+
+class RunError(Exception):
+    pass
+
+
+@dataclass
+class RunResult:
+    order: list[tuple[str, str]]
+    phases: dict[tuple[str, str], str] = field(default_factory=dict)
+    failed: list[str] = field(default_factory=list)
+
+
+def resolve_uris(spec: Any, storage: str) -> Any:
+    """Make relative locations absolute under the storage prefix, so the same YAML runs on a
+    laptop (file://<workdir>/storage) and against a bucket (--storage s3://bucket/prefix)."""
+    if isinstance(spec, dict):
+        out = {}
+        for k, v in spec.items():
+            if k in _URI_FIELDS and isinstance(v, str) and "://" not in v and not v.startswith("/"):
+                out[k] = _join(storage, v)
+            elif k == "embedder" and isinstance(v, dict) and isinstance(v.get("model"), str) \
+                    and "://" not in v["model"] and not v["model"].startswith("/"):
+                out[k] = {**resolve_uris(v, storage), "model": _join(storage, v["model"])}
+            else:
+                out[k] = resolve_uris(v, storage)
+        return out
+    if isinstance(spec, list):
+        return [resolve_uris(v, storage) for v in spec]
+    return spec
+
+
+def _join(prefix: str, rel: str) -> str:
+    if prefix.startswith("file://"):
+        return str(Path(prefix.removeprefix("file://")) / rel)  # local paths work for tokenizers too
+    return prefix.rstrip("/") + "/" + rel
+
+
+def order(docs: list[Doc]) -> list[tuple[str, str]]:
+    """Topological order over references; errors name unknown references and cycles."""
+    keys = {d.key for d in docs}
+    deps: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for d in docs:
+        refs = references(d.key[0], parse_spec(d.obj))
+        missing = [r for r in refs if r not in keys]
+        if missing:
+            raise RunError(f"{d.key[0]}/{d.key[1]} references " + ", ".join(f"{k}/{n}" for k, n in missing)
+                           + ", which is not defined in the given files")
+        deps[d.key] = refs
+    out: list[tuple[str, str]] = []
+    state: dict[tuple[str, str], int] = {}
+
+    def visit(k: tuple[str, str], path: list[tuple[str, str]]) -> None:
+        if state.get(k) == 2:
+            return
+        if state.get(k) == 1:
+            raise RunError("reference cycle: " + " -> ".join(f"{a}/{b}" for a, b in path + [k]))
+        state[k] = 1
+        for dep in deps[k]:
+            visit(dep, path + [k])
+        state[k] = 2
+        out.append(k)
+
+    for d in docs:
+        visit(d.key, [])
+    return out
+
+
+def run(docs: list[Doc], workdir: Workdir, storage: str | None = None, parallel: int = 2,
+        ctx: BuildContext | None = None, on_event: Callable[[str, str], None] | None = None,
+        only: set[str] | None = None) -> RunResult:
+    if not docs:
+        raise RunError("no vlmops.dev/v1alpha1 resources found in the given files")
+    problems = []
+    for d in docs:
+        problems += [f"{d.key[0]}/{d.key[1]} ({d.source}): {e}" for e in validate(d)]
+    seen: dict[tuple[str, str], str] = {}
+    for d in docs:
+        if d.key in seen:
+            problems.append(f"{d.key[0]}/{d.key[1]} defined twice ({seen[d.key]} and {d.source})")
+        seen[d.key] = d.source
+    if problems:
+        raise RunError("invalid resources, nothing was started:\n  " + "\n  ".join(problems))
+    plan_order = order(docs)
+    storage = storage or f"file://{workdir.storage}"
+    kube = LocalKube(workdir, parallel=parallel, on_event=on_event)
+    by_key = {d.key: d for d in docs}
+    for key in plan_order:
+        obj = with_defaults(copy.deepcopy(by_key[key].obj))
+        obj["metadata"]["namespace"] = NAMESPACE
+        obj["spec"] = resolve_uris(obj["spec"], storage)
+        kube.put_cr(obj)
+    result = RunResult(plan_order)
+    for kind, name in plan_order:
+        if only and name not in only:
+            continue
+        _forget_failed_children(kube, kind, name)
+        out = reconcile(kube, kind, NAMESPACE, name, ctx or BuildContext())
+        obj = kube.get_cr(kind, NAMESPACE, name) or {}
+        phase = (obj.get("status") or {}).get("phase") or "Pending"
+        result.phases[(kind, name)] = phase
+        if on_event and not out.created and phase in ("Ready", "Succeeded"):
+            on_event("skip", f"{kind}/{name}: already {phase}")
+        if phase == "Failed":
+            result.failed.append(f"{kind}/{name}: {(obj.get('status') or {}).get('message')}")
+            break  # dependents cannot start; finished work stays recorded for the next run
+    return result
+
+
+def _forget_failed_children(kube: LocalKube, kind: str, name: str) -> None:
+    """Locally, running again is the retry: drop records of failed children so they run anew."""
+    obj = kube.get_cr(kind, NAMESPACE, name) or {}
+    for c in (obj.get("status") or {}).get("children") or []:
+        if c.get("phase") == "Failed":
+            kube.wd.child_path(c["kind"], c["name"]).unlink(missing_ok=True)
+            kube.wd.pods_path(c["name"]).unlink(missing_ok=True)
+
+
+def status_rows(workdir: Workdir) -> list[dict[str, Any]]:
+    rows = []
+    for obj in workdir.crs():
+        st = obj.get("status") or {}
+        stats = st.get("stats") or {}
+        prog = st.get("progress") or {}
+        kind = KINDS[obj["kind"]]
+        detail = ""
+        if obj["kind"] == "BalancedCorpus" and stats:
+            detail = f"samples {stats.get('selectedSamples')}/{stats.get('inputSamples')}, " \
+                     f"concepts {(stats.get('after') or {}).get('conceptsCovered')}"
+        elif obj["kind"] == "PackedDataset" and stats:
+            detail = f"{stats.get('samples')} samples -> {stats.get('sequences')} seqs, " \
+                     f"x{stats.get('compressionRatio', 0):.2f}, eff {stats.get('packingEfficiency', 0):.3f}"
+        elif obj["kind"] == "VLMTrainingStage" and prog:
+            detail = f"step {prog.get('step')}/{prog.get('totalSteps')}, loss {prog.get('loss')}"
+        elif obj["kind"] == "EvalSuite" and st.get("total") is not None:
+            detail = f"passed {st.get('passed')}/{st.get('total')}"
+        rows.append({"kind": kind.short, "name": obj["metadata"]["name"], "phase": st.get("phase") or "Pending",
+                     "detail": detail, "message": st.get("message") or ""})
+    return rows
