@@ -14,6 +14,7 @@ test:
 	$(PY) -m pytest -q
 
 quickstart:
+	$(PY) examples/quickstart/generate.py --out $(WORKDIR)/storage/quickstart/data
 	$(PY) -m vlmops run -f examples/quickstart/ --workdir $(WORKDIR)
 
 crds:
