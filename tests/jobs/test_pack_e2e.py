@@ -52,7 +52,7 @@ def pipeline(capsys, src, out, tok, shards=2, cap=2048, per=7):
     for i in range(shards):
         r = run(capsys, "lengths", "--source", src, "--tokenizer", tok, "--shard", str(i), "--shards", str(shards), "--output", out)
         assert r["stats"]["shard"] == i
-    plan = run(capsys, "plan", "--sequence-length", str(cap), "--output", out)
+    plan = run(capsys, "plan", "--sequence-length", str(cap), "--shards", str(shards), "--output", out)
     res = None
     for i in range(shards):
         res = run(capsys, "write", "--shard-size-samples", str(per), "--format", "energon", "--shard", str(i), "--shards", str(shards), "--output", out)
@@ -124,7 +124,7 @@ def test_end_to_end_file(tmp_path, tok, capsys):
     # Megatron-Energon opens it and yields every sequence
     energon_count(f"{tmp_path}/out", plan["stats"]["sequences"])
     # explicit finalize is idempotent
-    r = run(capsys, "finalize", "--shard-size-samples", "7", "--output", out)
+    r = run(capsys, "finalize", "--format", "energon", "--shards", "2", "--output", out)  # as the builder calls it
     assert r["output"]["digest"] == final["output"]["digest"]
 
 

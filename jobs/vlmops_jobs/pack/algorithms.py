@@ -25,20 +25,27 @@ freed, now shorter items; it keeps the result only if it uses fewer sequences.
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass
-
 import numpy as np
 
 
-@dataclass
 class Packing:
-    """`bin_of[i]` = sequence of item i (-1: dropped); `order` = placed items, grouped by
-    sequence (ascending) and in placement order inside each; `n_bins`; `loads[b]` tokens of b."""
+    """`bin_of[i]` = sequence of item i (-1: dropped); `n_bins`; `loads[b]` tokens of b;
+    `order` (computed on first use) = placed items grouped by sequence, in placement order."""
 
-    bin_of: np.ndarray
-    order: np.ndarray
-    n_bins: int
-    loads: np.ndarray
+    def __init__(self, bin_of: np.ndarray, n_bins: int, loads: np.ndarray, placed: np.ndarray | None = None,
+                 order: np.ndarray | None = None):
+        self.bin_of = bin_of
+        self.n_bins = n_bins
+        self.loads = loads
+        self._placed = placed  # placed items in placement order (decreasing length)
+        self._order = order
+
+    @property
+    def order(self) -> np.ndarray:
+        if self._order is None:
+            placed = self._placed if self._placed is not None else np.flatnonzero(self.bin_of >= 0)
+            self._order = placed[np.argsort(self.bin_of[placed], kind="stable")]
+        return self._order
 
 
 def descending_order(lengths: np.ndarray, capacity: int) -> np.ndarray:
@@ -66,14 +73,14 @@ def _runs(sorted_lengths: np.ndarray):
     return starts, stops, sorted_lengths[starts].astype(np.int64)
 
 
-def _finish(n_items: int, order: np.ndarray, item_bin: np.ndarray, n_bins: int, lengths: np.ndarray) -> Packing:
-    bin_of = np.full(n_items, -1, dtype=np.int64)
+def _finish(n_items: int, order: np.ndarray, item_bin: np.ndarray, n_bins: int, lengths: np.ndarray,
+            loads: np.ndarray | None = None) -> Packing:
+    bin_of = np.full(n_items, -1, dtype=np.int32 if n_bins < 2**31 else np.int64)
     bin_of[order] = item_bin
-    # group by bin keeping placement order: a stable sort on the bin id
-    perm = np.argsort(item_bin, kind="stable")
-    placed = order[perm]
-    loads = np.bincount(item_bin, weights=lengths[order], minlength=n_bins).astype(np.int64) if n_bins else np.zeros(0, np.int64)
-    return Packing(bin_of=bin_of, order=placed, n_bins=n_bins, loads=loads)
+    if loads is not None:
+        return Packing(bin_of=bin_of, n_bins=n_bins, loads=loads, placed=order)
+    loads = np.bincount(bin_of[bin_of >= 0], weights=lengths[bin_of >= 0], minlength=n_bins).astype(np.int64) if n_bins else np.zeros(0, np.int64)
+    return Packing(bin_of=bin_of, n_bins=n_bins, loads=loads, placed=order)
 
 
 def size_counts(lengths: np.ndarray, capacity: int) -> np.ndarray:
@@ -159,13 +166,19 @@ def materialize(steps, lengths: np.ndarray, capacity: int, n_bins: int) -> Packi
     """Item-level packing from size-class steps: items of equal length in input order."""
     L = np.asarray(lengths, dtype=np.int64)
     order = descending_order(L, capacity)
-    item_bin = np.empty(order.size, dtype=np.int64)
-    pos = 0
-    for _s, ids, t, placed in steps:
-        item_bin[pos : pos + placed] = np.repeat(ids, t)[:placed]
-        pos += placed
-    assert pos == order.size
-    return _finish(L.size, order, item_bin, n_bins, L)
+    if not steps:
+        return _finish(L.size, order, np.zeros(0, np.int64), n_bins, L)
+    ids = np.concatenate([st[1] for st in steps])
+    m = np.fromiter((st[1].size for st in steps), np.int64, len(steps))
+    t = np.fromiter((st[2] for st in steps), np.int64, len(steps))
+    placed = np.fromiter((st[3] for st in steps), np.int64, len(steps))
+    reps = np.repeat(t, m)
+    reps[np.cumsum(m) - 1] = placed - (m - 1) * t  # the last bin of a step takes the rest
+    item_bin = np.repeat(ids, reps)
+    assert item_bin.size == order.size
+    sz = np.fromiter((st[0] for st in steps), np.int64, len(steps))
+    loads = np.bincount(ids, weights=reps * np.repeat(sz, m), minlength=n_bins).astype(np.int64)
+    return _finish(L.size, order, item_bin, n_bins, L, loads)
 
 
 def best_fit_decreasing(lengths: np.ndarray, capacity: int) -> Packing:
@@ -339,7 +352,7 @@ def from_assignment(bin_of: np.ndarray, lengths: np.ndarray) -> Packing:
     o = np.lexsort((placed, -L[placed], bin_of[placed]))
     order = placed[o]
     loads = np.bincount(bin_of[placed], weights=L[placed], minlength=n_bins).astype(np.int64)
-    return Packing(bin_of=bin_of.astype(np.int64), order=order, n_bins=n_bins, loads=loads)
+    return Packing(bin_of=bin_of.astype(np.int64), n_bins=n_bins, loads=loads, order=order)
 
 
 ALGORITHMS = {"BestFitDecreasing": best_fit_decreasing, "FirstFitDecreasing": first_fit_decreasing}

@@ -480,6 +480,11 @@ def _finalize(a: argparse.Namespace, plan_man: dict, recs: list[dict], params: d
 
 def step_finalize(a: argparse.Namespace) -> None:
     man, _t = _plan(a.output)
+    if a.shard_size_samples is None:
+        first = storage.join(a.output, "shards/shard-000000.json")
+        if not storage.exists(first):
+            raise JobError(f"output {a.output} shards: no committed tar (run the write step first)")
+        a.shard_size_samples = storage.read_json(first)["parameters"]["shardSizeSamples"]
     n_tars = _layout(man["stats"]["sequences"], a.shard_size_samples, 1)
     params = {"shardSizeSamples": a.shard_size_samples, "format": a.format, "plan": man["files"]["plan/plan.parquet"]}
     recs = _committed_tars(a.output, n_tars, params)
@@ -514,16 +519,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--closing-pass", dest="closing_pass", action="store_true", default=False,
                    help="experimental swap-and-repack pass after BFD (keeps the result only if shorter)")
     p.add_argument("--no-closing-pass", dest="closing_pass", action="store_false")
+    p.add_argument("--shards", type=int, default=1, help="accepted for symmetry with the builders; unused")
     p.add_argument("--output", required=True)
 
     for name in ("write", "finalize"):
         p = sub.add_parser(name, help="write tar shards (sharded)" if name == "write" else "write .nv-meta + manifest")
-        p.add_argument("--shard-size-samples", type=int, default=10000)
+        # finalize: default = the value the write pods recorded in shards/shard-000000.json
+        p.add_argument("--shard-size-samples", type=int, default=10000 if name == "write" else None)
         p.add_argument("--format", choices=["energon", "webdataset"], default="energon")
         p.add_argument("--output", required=True)
+        p.add_argument("--shards", type=int, default=1)
         if name == "write":
             p.add_argument("--shard", type=int, default=None)
-            p.add_argument("--shards", type=int, default=1)
             p.add_argument("--no-finalize", action="store_true", help="never write the manifest from this pod")
     return ap
 
