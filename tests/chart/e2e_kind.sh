@@ -25,7 +25,7 @@ done
 sa=system:serviceaccount:vlmops-system:vlmops
 kubectl auth can-i patch vlmtrainingstages.vlmops.dev/status --as "$sa" -n default
 kubectl auth can-i create pytorchjobs.kubeflow.org --as "$sa" -n default
-! kubectl auth can-i get secrets --as "$sa" -n default
+if kubectl auth can-i get secrets --as "$sa" -n default; then echo "operator may read Secrets" >&2; exit 1; fi
 kubectl create namespace vlm
 kubectl apply -f examples/llava-ov-1.5/
 sleep 20
