@@ -26,6 +26,7 @@ from vlmops_jobs.common.result import JobError, emit_result
 from . import tables
 
 SEARCH_BATCH = 16384
+RESCORE_ELEMENTS = 8 << 20  # floats per rescoring block (32 MiB)
 RECALL_SALT = 0x5EC411
 
 
@@ -146,11 +147,32 @@ def _set_nprobe(index, nprobe: int | None):
     return index
 
 
-def search(index, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def search(index, q: np.ndarray, k: int, concepts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Top-k by cosine, made independent of how the rows are batched or sharded.
+
+    BLAS results can differ in the last bits with the batch's shape (and faiss switches to a
+    non-BLAS kernel below 20 queries), so a row's near-ties could resolve differently for other
+    shard counts. faiss proposes k + margin candidates; each candidate's similarity is then
+    recomputed row by row (a fixed-order float32 dot product) and the top k are taken by
+    (similarity desc, concept id asc). Costs O(n * (k + margin) * d), nothing next to the search."""
+    n_c = index.ntotal
+    kk = min(n_c, k + max(k, 4))
     sims = np.empty((len(q), k), np.float32)
     ids = np.empty((len(q), k), np.int64)
+    rb = max(1, RESCORE_ELEMENTS // (kk * concepts.shape[1]))
     for a in range(0, len(q), SEARCH_BATCH):
-        sims[a:a + SEARCH_BATCH], ids[a:a + SEARCH_BATCH] = index.search(q[a:a + SEARCH_BATCH], k)
+        qb = q[a:a + SEARCH_BATCH]
+        _, cand = index.search(qb, kk)
+        for b in range(0, len(qb), rb):
+            qs, cs = qb[b:b + rb], cand[b:b + rb]
+            ok = cs >= 0
+            vec = concepts[np.where(ok, cs, 0)]  # (m, kk, d)
+            s = (vec * qs[:, None, :]).sum(axis=-1, dtype=np.float32)
+            s[~ok] = -np.inf
+            order = np.lexsort((np.where(ok, cs, np.iinfo(np.int64).max), -s), axis=-1)[:, :k]
+            sims[a + b:a + b + len(qs)] = np.take_along_axis(s, order, axis=1)
+            got = np.take_along_axis(cs, order, axis=1)
+            ids[a + b:a + b + len(qs)] = np.where(np.isfinite(sims[a + b:a + b + len(qs)]), got, -1)
     return sims, ids
 
 
@@ -232,7 +254,7 @@ def run_retrieve(a) -> dict[str, Any]:
     t_index = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    sims, labels = search(index, q, a.top_k)
+    sims, labels = search(index, q, a.top_k, concepts)
     t_search = time.perf_counter() - t0
     flops = 2.0 * len(q) * len(concepts) * concepts.shape[1]
 
