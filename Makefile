@@ -17,8 +17,9 @@ quickstart:
 	$(PY) examples/quickstart/generate.py --out $(WORKDIR)/storage/quickstart/data
 	$(PY) -m vlmops run -f examples/quickstart/ --workdir $(WORKDIR)
 
-crds:
+crds:  # regenerate crds/ from the API types and the chart's copy from crds/
 	$(PY) -m vlmops crds
+	$(PY) charts/sync_crds.py
 
 render:
 	$(PY) -m vlmops render -f examples/llava-ov-1.5/

@@ -56,9 +56,19 @@ def finish(kind: str, spec: Any, status: dict[str, Any]) -> None:
         status["failing"] = failing or None
 
 
+_PHASES: dict[tuple[str, str, str], str] = {}  # (kind, namespace, name) -> phase, for vlmops_resources
+
+
 def export_metrics(obj: dict[str, Any], status: dict[str, Any]) -> None:
     """Mirror what dashboards need from status into gauges (no writes, no storage access)."""
     ns, name, kind = obj["metadata"]["namespace"], obj["metadata"]["name"], obj["kind"]
+    _PHASES[(kind, ns, name)] = status.get("phase") or "Pending"
+    counts: dict[tuple[str, str], int] = {}
+    for (k, _, _), phase in _PHASES.items():
+        counts[(k, phase)] = counts.get((k, phase), 0) + 1
+    for k in {k for k, _ in counts} | {kind}:
+        for phase in ("Pending", "Running", "Ready", "Succeeded", "Failed"):
+            metrics.RESOURCES.labels(k, phase).set(counts.get((k, phase), 0))
     stats = status.get("stats") or {}
     if kind == "PackedDataset" and stats:
         if stats.get("packingEfficiency") is not None:

@@ -41,6 +41,8 @@ class LocalKube:
             meta.update(uid=old["metadata"]["uid"], creationTimestamp=old["metadata"]["creationTimestamp"],
                         generation=old["metadata"]["generation"] + (old["spec"] != new["spec"]))
             new["status"] = old.get("status") or {}
+            if new == old:
+                return old  # unchanged: no write, like a no-op `kubectl apply`
         write_json(self.wd.cr_path(new["kind"], meta["name"]), new)
         return new
 

@@ -1,0 +1,128 @@
+"""The README's first command, end to end: the quickstart pipeline on the local runner.
+
+One real run of the whole pipeline (BC -> PDS -> 3 stages -> EvalSuite), interrupted once after
+the data steps and resumed, then re-run to check that finished CRs are not redone.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+QS = REPO / "examples" / "quickstart"
+
+
+def _env():
+    return {**os.environ, "PYTHONPATH": f"{REPO}/operator:{REPO}/jobs", "OMP_NUM_THREADS": "1"}
+
+
+def vlmops(*args, **kw):
+    return subprocess.run([sys.executable, "-m", "vlmops", *args], cwd=REPO, env=_env(), capture_output=True,
+                          text=True, **kw)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    wd = tmp_path_factory.mktemp("qs")
+    r = subprocess.run([sys.executable, str(QS / "generate.py"), "--out", str(wd / "storage/quickstart/data")],
+                       env=_env(), capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    return wd
+
+
+def _crs(wd: Path) -> dict[str, dict]:
+    return {json.loads(p.read_text())["metadata"]["name"]: json.loads(p.read_text())
+            for p in (wd / "state" / "crs").glob("*.json")}
+
+
+def test_bad_spec_stops_before_anything_starts(tmp_path):
+    docs = list(yaml.safe_load_all((QS / "pipeline.yaml").read_text()))
+    docs[2]["spec"]["parallelism"] = {"tensor": 3}  # 2 ranks, TP=3
+    docs[4]["spec"]["trainable"] = ["decoder"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump_all(docs))
+    r = vlmops("run", "-f", str(bad), "--workdir", str(tmp_path / "wd"))
+    assert r.returncode == 2
+    assert "nothing was started" in r.stderr
+    assert "VLMTrainingStage/qs-stage-1" in r.stderr and "divisible by tensor" in r.stderr
+    assert "spec.trainable.0" in r.stderr
+    assert not list((tmp_path / "wd" / "state" / "crs").glob("*.json"))
+
+
+def test_unknown_reference_is_reported(tmp_path):
+    docs = list(yaml.safe_load_all((QS / "pipeline.yaml").read_text()))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump_all(docs[2:3]))  # a stage without its PackedDataset
+    r = vlmops("run", "-f", str(bad), "--workdir", str(tmp_path / "wd"))
+    assert r.returncode == 2 and "PackedDataset/qs-packed, which is not defined" in r.stderr
+
+
+def test_quickstart_interrupted_resumed_and_idempotent(workdir):
+    wd = workdir
+    # 1. Start the pipeline, kill it as soon as the first training stage starts.
+    proc = subprocess.Popen([sys.executable, "-m", "vlmops", "run", "-f", str(QS), "--workdir", str(wd)],
+                            cwd=REPO, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline:
+        if list((wd / "logs").glob("qs-stage-1/*.log")):
+            break
+        if proc.poll() is not None:
+            pytest.fail("runner exited early:\n" + proc.stdout.read())
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    crs = _crs(wd)
+    assert crs["qs-balanced"]["status"]["phase"] == "Ready"
+    assert crs["qs-packed"]["status"]["phase"] == "Ready"
+    assert crs["qs-stage-1"]["status"].get("phase") != "Succeeded"
+    data_children = sorted(p.name for p in (wd / "state" / "children").glob("*.json"))
+    mtimes = {p: p.stat().st_mtime for p in (wd / "state" / "children").glob("*.json")}
+
+    # 2. Run again: the data CRs are not redone, the rest completes.
+    r = vlmops("run", "-f", str(QS), "--workdir", str(wd), timeout=1500)
+    assert r.returncode == 0, r.stdout + r.stderr[-5000:]
+    assert "qs-balanced: already Ready" in r.stderr and "qs-packed: already Ready" in r.stderr
+    for p, m in mtimes.items():
+        assert p.stat().st_mtime == m, f"{p.name} was re-run"
+    crs = _crs(wd)
+    for name in ("qs-stage-1", "qs-stage-1-5", "qs-stage-2", "qs-eval"):
+        assert crs[name]["status"]["phase"] == "Succeeded", (name, crs[name]["status"].get("message"))
+    assert len(data_children) == 6  # 2 BC + 4 PDS children were recorded before the kill
+
+    # Statuses carry the jobs' results.
+    bc = crs["qs-balanced"]["status"]["stats"]
+    assert bc["inputSamples"] == 400 and 0 < bc["selectedSamples"] <= 400
+    assert bc["after"]["entropyBits"] >= bc["before"]["entropyBits"]
+    pds = crs["qs-packed"]["status"]["stats"]
+    assert pds["samples"] == bc["selectedSamples"] - pds["droppedTooLong"]
+    assert pds["sequences"] >= pds["lowerBoundSequences"]
+    assert crs["qs-stage-2"]["status"]["progress"]["step"] == 6
+    ev = crs["qs-eval"]["status"]
+    assert ev["total"] == 1 and ev["passed"] == 1
+    assert {r_["task"] for r_ in ev["results"]} == {"quickstart_colours"}
+
+    # 3. The report shows the statuses' numbers; lineage walks back to the corpus.
+    report = (wd / "report.html").read_text()
+    assert f"{pds['samples']} samples -&gt; {pds['sequences']} seqs" in report
+    assert re.search(rf"samples {bc['selectedSamples']}/400", report)
+    r = vlmops("lineage", "qs-eval", "--workdir", str(wd))
+    assert r.returncode == 0
+    names = re.findall(r"^\s*(\w+)/([\w-]+) \[", r.stdout, re.M)
+    assert names[0] == ("EvalSuite", "qs-eval") and ("BalancedCorpus", "qs-balanced") in names
+
+    # 4. A third run changes nothing.
+    before = {p: p.stat().st_mtime for p in (wd / "state").rglob("*.json")}
+    r = vlmops("run", "-f", str(QS), "--workdir", str(wd), "--no-report")
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count("already") == 6
+    assert {p: p.stat().st_mtime for p in (wd / "state").rglob("*.json")} == before
