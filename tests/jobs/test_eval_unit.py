@@ -197,6 +197,25 @@ def eval_bucket(s3_server):
     return f"s3://{name}"
 
 
+def test_resolve_training_stage_export(tmp_path):
+    """A training stage writes <output>/hf/... and <output>/manifest.json listing hf/<file>: the
+    operator passes the stage's status.output.digest (the manifest's digest) as --model-digest."""
+    from vlmops_jobs.common import lineage
+
+    out = tmp_path / "stage"
+    ckpt = _fake_checkpoint(out / "hf")
+    files = {f"hf/{k}": v for k, v in model.file_digests(ckpt).items()}
+    files["progress.json"] = storage.write_json_atomic(str(out / "progress.json"), {"step": 3})
+    block = lineage.commit_manifest(f"file://{out}", lineage.build_manifest(
+        kind="VLMTrainingStage", step="train", inputs={}, parameters={}, files=files))
+    m = model.resolve_model(f"file://{out}/hf", str(tmp_path / "w"), expected_digest=block["digest"])
+    assert m.manifest_digest == block["digest"]
+    with open(os.path.join(ckpt, "model.safetensors"), "ab") as f:
+        f.write(b"x")
+    with pytest.raises(JobError, match="model digest: model.safetensors is sha256:"):
+        model.resolve_model(f"file://{out}/hf", str(tmp_path / "w"), expected_digest=block["digest"])
+
+
 def test_model_copied_from_s3(eval_bucket, tmp_path):
     s3_bucket = eval_bucket
     """A real S3 protocol server (moto) through s3fs: copy, digest equal to the local original."""

@@ -129,27 +129,48 @@ def _hf_cache_lookup(repo: str) -> str:
         ) from None
 
 
-def check_manifest(local_dir: str, digests: dict[str, str]) -> str | None:
-    """If the checkpoint carries a vlmops manifest, verify the files it lists; return its digest."""
-    path = os.path.join(local_dir, MANIFEST)
-    if not os.path.isfile(path):
-        return None
-    with open(path, "rb") as f:
-        data = f.read()
+def _read_manifest(uri: str) -> tuple[bytes, dict] | None:
     try:
-        manifest = json.loads(data)
-    except ValueError:
+        if not storage.exists(uri):
+            return None
+        data = storage.read_bytes(uri)
+        doc = json.loads(data)
+    except Exception:
         return None
-    listed = manifest.get("files") if isinstance(manifest, dict) else None
-    if not isinstance(listed, dict):
+    if not isinstance(doc, dict) or not isinstance(doc.get("files"), dict):
         return None
-    for rel, expected in sorted(listed.items()):
-        actual = digests.get(rel)
-        if actual is None:
-            raise JobError(f"model uri: file {rel} listed in its {MANIFEST} is missing")
-        if actual != expected:
-            raise JobError(f"model digest: {rel} is {actual}, its {MANIFEST} says {expected}")
-    return storage.sha256_bytes(data)
+    return data, doc
+
+
+def check_manifest(local_dir: str, digests: dict[str, str], uri: str | None = None) -> str | None:
+    """Verify the checkpoint against a vlmops manifest and return that manifest's digest.
+
+    Looked for in the checkpoint itself (`<dir>/manifest.json`, paths relative to it) and, when
+    `uri` is given, one level up: a training stage writes `<output>/hf/...` with
+    `<output>/manifest.json` listing them as `hf/<file>` — its digest is the stage's
+    `status.output.digest`. Every listed file of the checkpoint must be present with its digest.
+    """
+    candidates: list[tuple[str, str]] = [(os.path.join(local_dir, MANIFEST), "")]
+    if uri and "/" in uri.rstrip("/"):
+        parent, name = uri.rstrip("/").rsplit("/", 1)
+        if parent and name and parent not in ("s3:/", "file:/"):
+            candidates.append((storage.join(parent, MANIFEST), name + "/"))
+    for manifest_uri, prefix in candidates:
+        found = _read_manifest(manifest_uri)
+        if found is None:
+            continue
+        data, manifest = found
+        listed = {k[len(prefix):]: v for k, v in manifest["files"].items() if k.startswith(prefix)}
+        if not listed:
+            continue
+        for rel, expected in sorted(listed.items()):
+            actual = digests.get(rel)
+            if actual is None:
+                raise JobError(f"model uri: file {rel} listed in {manifest_uri} is missing")
+            if actual != expected:
+                raise JobError(f"model digest: {rel} is {actual}, {manifest_uri} says {expected}")
+        return storage.sha256_bytes(data)
+    return None
 
 
 def precheck_model(uri: str) -> None:
@@ -185,19 +206,22 @@ def resolve_model(uri: str, work_dir: str, expected_digest: str | None = None, l
         local = os.path.join(work_dir, "model")
         n_files, n_bytes, seconds = copy_to_local(uri, local, log=log)
         copied = True
+        base: str | None = uri
     elif uri.startswith("file://") or os.path.exists(uri) or uri.startswith(("/", ".")):
         local = _local_path(uri)
         if not os.path.isdir(local):
             raise JobError(f"model uri: {uri} does not exist or is not a directory")
+        base = local
     elif _REPO_ID.match(uri):
         local = _hf_cache_lookup(uri)
+        base = None  # a cache snapshot: no vlmops manifest around it
     else:
         raise JobError(f"model uri: {uri} is not a URI, a path or a Hugging Face repo id")
     if not os.path.isfile(os.path.join(local, "config.json")):
         raise JobError(f"model uri: {uri} has no config.json (not a Hugging Face checkpoint directory)")
     digests = file_digests(local)
     digest = tree_digest(digests)
-    manifest_digest = check_manifest(local, digests)
+    manifest_digest = check_manifest(local, digests, base)
     if expected_digest and expected_digest not in {digest, manifest_digest}:
         got = digest if not manifest_digest else f"{digest} (tree) / {manifest_digest} (manifest)"
         raise JobError(f"model digest: expected {expected_digest}, checkpoint at {uri} has {got}")
