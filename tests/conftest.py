@@ -38,11 +38,11 @@ def s3_server():
 @pytest.fixture
 def s3_bucket(s3_server):
     """A fresh bucket; yields its `s3://name` prefix."""
-    import s3fs
+    import boto3
 
     name = f"t-{uuid.uuid4().hex[:12]}"
-    fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": s3_server, "region_name": "us-east-1"})
-    fs.mkdir(name)
+    # boto3, not s3fs.mkdir: s3fs sends LocationConstraint=us-east-1, which S3 (and moto) reject.
+    boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1").create_bucket(Bucket=name)
     yield f"s3://{name}"
 
 
