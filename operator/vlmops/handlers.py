@@ -21,6 +21,7 @@ from . import GROUP, VERSION
 from .api.kinds import KINDS
 from .builders import BuildContext, parse_spec, references
 from .builders.common import LABEL_KIND, LABEL_NAME
+from .builders.inputs import is_done
 from .kube import Kube
 from .reconciler import reconcile
 
@@ -31,8 +32,9 @@ _MANAGED = {"app.kubernetes.io/managed-by": "vlmops"}
 class Operator:
     """Holds the shared state the handlers need (API client, defaults, per-object locks)."""
 
-    def __init__(self, ctx: BuildContext, kube: Kube | None = None):
+    def __init__(self, ctx: BuildContext, kube: Kube | None = None, progress_interval: float = 30.0):
         self.ctx = ctx
+        self.progress_interval = progress_interval
         self._kube = kube
         self._locks: dict[tuple[str, str, str], threading.Lock] = defaultdict(threading.Lock)
         self._locks_guard = threading.Lock()
@@ -50,6 +52,22 @@ class Operator:
             lock = self._locks[(kind, namespace, name)]
         with lock:
             reconcile(self.kube, kind, namespace, name, self.ctx)
+
+    def mirror_progress(self, namespace: str, name: str, spec: dict[str, Any], status: dict[str, Any]) -> None:
+        from . import progress
+        from .api.training_stage import VLMTrainingStageSpec
+
+        try:
+            out = VLMTrainingStageSpec.model_validate(spec).output_uri()
+        except ValidationError:
+            return
+        doc = progress.read(out)
+        patch = progress.status_patch(doc, dict(status)) if doc else None
+        if patch:
+            with self._locks_guard:
+                lock = self._locks[("VLMTrainingStage", namespace, name)]
+            with lock:
+                self.kube.patch_cr_status("VLMTrainingStage", namespace, name, patch)
 
     def dependents(self, kind: str, namespace: str, name: str) -> list[tuple[str, str]]:
         found = []
@@ -76,9 +94,13 @@ def register(op: Operator, registry: kopf.OperatorRegistry | None = None) -> kop
         kopf.on.update(GROUP, VERSION, kind.plural, field="spec", id=f"reconcile-{kind.short}",
                        registry=registry)(own)
 
-        def inputs_changed(event: dict[str, Any], namespace: str, name: str, _kind: str = kind.kind,
+        def inputs_changed(event: dict[str, Any], body: Any, namespace: str, name: str, _kind: str = kind.kind,
                            **_: Any) -> None:
             if event.get("type") not in ("ADDED", "MODIFIED", None):
+                return
+            # Dependents only ever act on a done input (Ready/Succeeded for its generation); any
+            # other change of an input (progress, our own status patches) cannot unblock them.
+            if not is_done(dict(body)):
                 return
             for dep_kind, dep_name in op.dependents(_kind, namespace, name):
                 op.reconcile(dep_kind, namespace, dep_name)
@@ -90,6 +112,14 @@ def register(op: Operator, registry: kopf.OperatorRegistry | None = None) -> kop
         parent_kind, parent = labels.get(LABEL_KIND), labels.get(LABEL_NAME)
         if parent_kind in KINDS and parent and event.get("type") != "DELETED":
             op.reconcile(parent_kind, namespace, parent)
+
+    def training_progress(status: dict[str, Any], spec: dict[str, Any], namespace: str, name: str,
+                          **_: Any) -> None:
+        op.mirror_progress(namespace, name, spec, status)
+
+    kopf.timer(GROUP, VERSION, KINDS["VLMTrainingStage"].plural, interval=op.progress_interval, initial_delay=5,
+               id="training-progress", registry=registry,
+               when=lambda status, **_: (status or {}).get("phase") == "Running")(training_progress)
 
     kopf.on.event("batch", "v1", "jobs", labels=_MANAGED, id="child-job", registry=registry)(child_changed)
     kopf.on.event("kubeflow.org", "v1", "pytorchjobs", labels=_MANAGED, id="child-pytorchjob",

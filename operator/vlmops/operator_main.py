@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,11 @@ def run(namespaces: list[str], all_namespaces: bool, metrics_port: int, health_p
         config: str | None, watch_timeout: float | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     ctx = load_config(config)
+    if ctx.storage:  # the progress timer reads progress.json with the same storage defaults as jobs
+        if ctx.storage.endpoint_url:
+            os.environ.setdefault("AWS_ENDPOINT_URL", ctx.storage.endpoint_url)
+        if ctx.storage.region:
+            os.environ.setdefault("AWS_REGION", ctx.storage.region)
     registry = kopf.OperatorRegistry()
     op = Operator(ctx)
     register(op, registry)
