@@ -74,9 +74,9 @@ def main() -> None:
     nq, nc, d, k = a.queries, a.concepts, a.dim, a.k
     # clustered concepts and queries near them (retrieval is meaningful, IVF recall is realistic)
     centers = unit(rng, 512, d)
-    concepts = centers[rng.integers(0, 512, nc)] + 1.5 * unit(rng, nc, d)
+    concepts = centers[rng.integers(0, 512, nc)] + 2.0 * unit(rng, nc, d)
     concepts /= np.linalg.norm(concepts, axis=1, keepdims=True)
-    queries = centers[rng.integers(0, 512, nq)] + 1.5 * unit(rng, nq, d)
+    queries = centers[rng.integers(0, 512, nq)] + 2.0 * unit(rng, nq, d)
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
     queries = queries.astype(np.float16).astype(np.float32)  # what the float16 source holds
     flops = 2.0 * nq * nc * d
