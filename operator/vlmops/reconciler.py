@@ -179,7 +179,6 @@ def _strip_times(s: dict[str, Any]) -> dict[str, Any]:
     s = copy.deepcopy(s)
     for c in s.get("conditions") or []:
         c.pop("lastTransitionTime", None)
-    s.pop("startTime", None) if "startTime" in s and s.get("startTime") is None else None
     return {k: v for k, v in s.items() if v is not None}
 
 
