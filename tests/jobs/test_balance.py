@@ -141,21 +141,7 @@ def test_target_samples_and_inverse_frequency(file_pool, file_root, capsys):
     assert manifest["parameters"]["targetSamples"] == 6000
 
 
-@pytest.fixture
-def bucket(s3_server):
-    """A fresh bucket. (conftest's `s3_bucket` passes region_name=us-east-1 to s3fs.mkdir, which
-    sends LocationConstraint=us-east-1 and moto 5.2.5 rejects it; create it without a region.)"""
-    import uuid
-
-    import s3fs
-
-    name = f"bal-{uuid.uuid4().hex[:12]}"
-    s3fs.S3FileSystem(client_kwargs={"endpoint_url": s3_server}).mkdir(name)
-    return f"s3://{name}"
-
-
-def test_s3_determinism_across_shard_counts(bucket, capsys):
-    s3_bucket = bucket
+def test_s3_determinism_across_shard_counts(s3_bucket, capsys):
     pool = make_pool(storage.join(s3_bucket, "in"), n=6000, c=600, d=32, files=2)
     m = {}
     for shards in (1, 3):
