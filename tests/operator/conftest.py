@@ -3,6 +3,7 @@ and the real operator process pointed at the emulator."""
 from __future__ import annotations
 
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -41,8 +42,9 @@ def api_client(kubeconfig_path):
 
 
 @pytest.fixture(scope="session")
-def operator(kubeconfig_path, tmp_path_factory):
-    op = OperatorProcess(kubeconfig_path, tmp_path_factory.mktemp("operator"), NAMESPACES).start()
+def operator(kubeconfig_path):
+    # Logs go to a private mkdtemp (not pytest's tmp_path: other sessions' pytest runs rotate those).
+    op = OperatorProcess(kubeconfig_path, Path(tempfile.mkdtemp(prefix="vlmops-operator-")), NAMESPACES).start()
     try:
         yield op
     finally:

@@ -163,6 +163,7 @@ class Record:
     query: str
     user_agent: str
     status: int
+    seconds: float = 0.0
 
     @property
     def is_write(self) -> bool:
@@ -213,9 +214,12 @@ class VlmopsEmulator(kmock.KubernetesEmulator):
         except kmock.KubernetesError as e:
             status = e.status
             raise
+        except (asyncio.CancelledError, ConnectionError):
+            status = 499  # the client went away (e.g. a killed operator's open watches)
+            raise
         finally:
             self.records.append(Record(started, _method(request), request.url.path, request.url.query_string,
-                                       request.headers.get("User-Agent", ""), status))
+                                       request.headers.get("User-Agent", ""), status, time.time() - started))
 
     async def _dispatch(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
         method = _method(request)
