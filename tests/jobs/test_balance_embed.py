@@ -92,6 +92,11 @@ def test_embed_then_retrieve_and_balance(tmp_path, capsys):
         assert rc == 0, err
         assert res["dim"] == 24 and res["droppedWithoutImages"] == 2
         assert "images/s" in err and "bytes/s" in err
+    # a re-run of a committed embed shard is skipped
+    rc, res, err = run(["embed", "--source", f"{root}/data/samples.parquet", "--embedder", str(model), "--batch-size",
+                        "4", "--concepts", f"{root}/data/concepts.parquet", "--shard", "1", "--shards", "2",
+                        "--output", out], capsys)
+    assert rc == 0 and res["skipped"] is True, err
     part = pq.read_table(io.BytesIO(storage.read_bytes(f"{out}/embed/shards-00002/images/part-00000.parquet")))
     assert part.column_names == ["id", "images", "conversations", "embedding"]
     assert part.column("images").to_pylist()[0] == [f"file://{tmp_path}/data/img/1.png", f"file://{tmp_path}/data/img/2.png"]

@@ -12,6 +12,7 @@ Samples without images cannot be placed in image-embedding space: they are dropp
 from __future__ import annotations
 
 import io
+import json
 import os
 import tempfile
 import time
@@ -160,6 +161,20 @@ def run_embed(a) -> dict[str, Any]:
     keep = [i for i, im in enumerate(images) if im]
     dropped = len(ids) - len(keep)
 
+    params = {"source": a.source, "idField": a.id_field, "imageField": a.image_field, "concepts": a.concepts,
+              "conceptTextField": a.concept_text_field, "embedder": a.embedder, "batchSize": a.batch_size,
+              "rows": [lo, hi], "conceptRows": [clo, chi], "inputs": inputs}
+    if storage.exists(marker_uri):  # resumability: same inputs and parameters, intact files -> skip
+        try:
+            m = storage.read_json(marker_uri)
+            ok = m.get("parameters") == json.loads(json.dumps(params)) and all(
+                storage.exists(f["uri"]) and storage.sha256_uri(f["uri"]) == f["digest"] for f in m["files"].values())
+        except (ValueError, OSError, KeyError):
+            ok = False
+        if ok:
+            log(f"embed shard {a.shard}/{a.shards}: already committed with matching digests; skipping")
+            return {"shard": a.shard, "skipped": True, "rows": hi - lo, "output": {"uri": marker_uri}}
+
     model, proc = load_model(a.embedder)
     t0 = time.perf_counter()
     flat = []
@@ -201,8 +216,8 @@ def run_embed(a) -> dict[str, Any]:
                         "embedding": _emb_column(ce) if texts else pa.array([], pa.list_(pa.float32()))})
     d2 = storage.write_bytes_atomic(con_uri, _parquet(con_tab))
     _fault("embed:before-marker")
-    storage.write_json_atomic(marker_uri, {"shard": a.shard, "shards": a.shards, "rows": [lo, hi],
-                                           "concepts": [clo, chi], "dropped": dropped, "inputs": inputs,
+    storage.write_json_atomic(marker_uri, {"parameters": params, "shard": a.shard, "shards": a.shards,
+                                           "dropped": dropped,
                                            "files": {"images": {"uri": img_uri, "digest": d1},
                                                      "concepts": {"uri": con_uri, "digest": d2}}})
     total = time.perf_counter() - t_start
@@ -210,7 +225,7 @@ def run_embed(a) -> dict[str, Any]:
         f"dropped) in {t_img:.2f}s, {len(texts)} concept texts in {t_txt:.2f}s")
     log(f"throughput: {len(flat) / max(t_img, 1e-9):.1f} images/s, {len(texts) / max(t_txt, 1e-9):.1f} texts/s; "
         f"end-to-end {(hi - lo) / max(total, 1e-9):.1f} items/s, {nbytes / max(total, 1e-9):.0f} bytes/s read")
-    return {"shard": a.shard, "rows": hi - lo, "embedded": len(keep), "droppedWithoutImages": dropped,
+    return {"shard": a.shard, "skipped": False, "rows": hi - lo, "embedded": len(keep), "droppedWithoutImages": dropped,
             "concepts": chi - clo, "dim": int(emb.shape[1]) if emb.size else int(ce.shape[1]) if ce.size else 0,
             "itemsPerSecond": round((hi - lo) / max(total, 1e-9), 1), "bytesPerSecond": round(nbytes / max(total, 1e-9)),
             "output": {"uri": marker_uri}}

@@ -246,8 +246,7 @@ def run_retrieve(a) -> dict[str, Any]:
     done = _committed(names, params)
     if done is not None:
         log(f"shard {a.shard}/{a.shards}: already committed with matching digests; skipping")
-        return {"shard": a.shard, "skipped": True, "rows": hi - lo, "output": {"uri": names["marker"]},
-                **{k: done[k] for k in ("counts",) if k in done}}
+        return {"shard": a.shard, "skipped": True, "rows": hi - lo, "output": {"uri": names["marker"]}}
 
     t0 = time.perf_counter()
     index, index_info = get_index(a.output, a.index, concepts, concept_inputs, a.nprobe)
