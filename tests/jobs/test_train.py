@@ -15,7 +15,8 @@ pytest.importorskip("megatron.core")
 from vlmops_jobs.common import storage  # noqa: E402
 from vlmops_jobs.common.result import parse_result  # noqa: E402
 
-from .train_fixtures.packed import make_packed_dataset  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from train_fixtures.packed import make_packed_dataset  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -56,7 +57,7 @@ def losses(stdout: str) -> dict[int, float]:
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     root = tmp_path_factory.mktemp("train")
-    return make_packed_dataset(f"file://{root}/packed", str(root / "tok"), n_samples=10, capacity=400)
+    return make_packed_dataset(f"file://{root}/packed", str(root / "tok"), n_samples=10, capacity=200)
 
 
 COMMON = ["--preset", "tiny", "--global-batch", "2", "--lr", "3e-3", "--min-lr", "3e-4", "--warmup-fraction", "0.1",
@@ -160,7 +161,7 @@ def test_tp2_loads_checkpoint_written_with_tp1(dataset, stage_1, tmp_path):
 
 def test_s3_shards_and_checkpoints(s3_bucket, tmp_path):
     """Shards read from and checkpoints/outputs written to the moto S3 server through s3fs."""
-    d = make_packed_dataset(f"{s3_bucket}/packed", str(tmp_path / "tok"), n_samples=4, capacity=400, seed=3)
+    d = make_packed_dataset(f"{s3_bucket}/packed", str(tmp_path / "tok"), n_samples=6, capacity=150, seed=3)
     ck, out = f"{s3_bucket}/ckpt", f"{s3_bucket}/out"
     p = torchrun(["--data", d["uri"], "--tokenizer", d["tokenizer"], "--preset", "tiny", "--global-batch", "2",
                   "--train-iters", "2", "--checkpoint-uri", ck, "--checkpoint-interval", "1", "--output", out,

@@ -15,7 +15,8 @@ from vlmops_jobs.common.result import JobError  # noqa: E402
 from vlmops_jobs.train import trainer  # noqa: E402
 from vlmops_jobs.train.data import ChatTokenizer, PackedShards, StepLoader, block_causal_mask  # noqa: E402
 
-from .train_fixtures.packed import make_packed_dataset  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from train_fixtures.packed import make_packed_dataset  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -142,7 +143,7 @@ def test_hf_export_matches_megatron_logits(small, tmp_path, monkeypatch):
         with torch.no_grad():
             kw = {"pixel_values": images} if k else {}
             hl = hf2(input_ids=hf_ids, **kw).logits
-        assert k >= 1 or images.shape[0] == 0
+        assert k >= 1, "the checked sequence should carry an image"
         assert (hl - ml).abs().max().item() < 1e-4, (hl - ml).abs().max().item()
     finally:
         ps.destroy_model_parallel()

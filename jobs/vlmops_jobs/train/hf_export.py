@@ -57,6 +57,8 @@ def _hf_config(preset: Preset, vocab: int, image_token_id: int):
         vision_feature_select_strategy="default", vision_feature_layer=-1,
         image_seq_length=V.tokens_per_tile, multimodal_projector_bias=True, tie_word_embeddings=L.tie_embeddings,
     )
+    cfg.image_token_id = image_token_id  # transformers >= 4.48 name; image_token_index is the older one
+    cfg.image_token_index = image_token_id
     return cfg
 
 
@@ -108,7 +110,7 @@ def to_hf(full: dict[str, torch.Tensor], preset: Preset, vocab: int, image_token
         cp(head.weight, g("language_model.output_layer.weight"))
 
     # ---- vision (CLIP)
-    vm = vt.vision_model
+    vm = getattr(vt, "vision_model", vt)
     h, nh = V.hidden_size, V.num_heads
     hd = h // nh
     cp(vm.embeddings.patch_embedding.weight, g("vision_model.conv1.weight"))

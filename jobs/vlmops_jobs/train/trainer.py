@@ -291,8 +291,10 @@ def main(argv: list[str] | None = None) -> None:
                             time.perf_counter() - t0, world, args.peak_tflops)
         if crash_after and done == crash_after:
             dist.barrier()
+            ps.destroy_model_parallel()
+            dist.destroy_process_group()
             sys.stdout.flush()
-            os._exit(17)
+            raise SystemExit(17)
 
     # ------------------------------------------------------------------ final export + result
     hf_uri, hf_files = None, {}

@@ -1,0 +1,96 @@
+"""GPU training throughput of a medium LLaVA config: tokens/s and MFU (not run by tests).
+
+One process, one GPU, bf16; the same build_model / forward_step as the job (megatron-core local
+specs, block-diagonal packed-sequence mask, per-sub-sample RoPE positions), random packed
+micro-batches (no I/O), torch AdamW. Prints one JSON line.
+
+    PYTHONPATH=jobs:operator python benchmarks/gpu_train_throughput.py --seq 4096 --steps 20 --peak-tflops 989
+
+Peak defaults: H100 SXM bf16 dense 989 TFLOP/s (H200 the same chip: 989). The local (non-TE)
+attention materializes S x S scores, so MFU here is a floor for what TE/flash attention gives.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:0] = [os.path.join(HERE, "..", "jobs"), os.path.join(HERE, "..", "operator")]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--seq", type=int, default=4096)
+    ap.add_argument("--subsamples", type=int, default=8)
+    ap.add_argument("--images", type=int, default=4, help="images per packed sequence")
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--peak-tflops", type=float, default=989.0)
+    a = ap.parse_args()
+
+    import torch
+    import torch.distributed as dist
+
+    from vlmops_jobs.train import cpu_compat
+    from vlmops_jobs.train.model import Parallel, build_model, forward_step
+    from vlmops_jobs.train.presets import LanguageShape, Preset, VisionShape, train_flops
+
+    assert torch.cuda.is_available(), "needs a GPU"
+    os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+    os.environ.setdefault("MASTER_PORT", "29641")
+    dist.init_process_group("nccl", rank=0, world_size=1)
+    from megatron.core import parallel_state as ps
+
+    ps.initialize_model_parallel(1, 1)
+    torch.manual_seed(0)
+    cpu_compat.seed_rng(0)
+    medium = Preset(
+        name="medium",
+        vision=VisionShape(num_layers=12, hidden_size=768, num_heads=12, ffn_hidden_size=3072, patch=14, tile=224,
+                           pixel_shuffle=True),
+        language=LanguageShape(num_layers=16, hidden_size=2048, num_heads=16, num_query_groups=4, head_dim=128,
+                               ffn_hidden_size=6144, vocab_size=32768, max_sequence_length=a.seq),
+        projector_ffn=2048 * 4, hf_exportable=False)
+    vocab = 32768
+    image_id = vocab - 1
+    model = build_model(medium, vocab, image_id, Parallel(bf16=True)).cuda()
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+    tpt = medium.vision.tokens_per_tile  # 64 per 224px tile
+    # one packed sequence: `images` single-tile images, text fills the rest, `subsamples` segments
+    img_tokens = a.images * tpt
+    text = a.seq - img_tokens + a.images
+    ids = torch.randint(0, vocab - 2, (text,))
+    ids[torch.linspace(10, text - 10, a.images).long()] = image_id
+    S = a.seq
+    seg = torch.arange(S) * a.subsamples // S
+    pos = torch.cat([torch.arange(int((seg == i).sum())) for i in range(a.subsamples)])
+    labels = torch.roll(ids, -1)
+    labels[labels == image_id] = 0
+    mb = {"input_ids": ids[None], "labels": labels[None], "loss_mask": torch.ones(1, text),
+          "images": torch.randn(a.images, 3, 224, 224), "num_image_tiles": torch.ones(a.images, dtype=torch.int),
+          "position_ids": pos, "segment_ids": seg, "tokens": S}
+    dev = torch.device("cuda")
+    flops = train_flops(medium, vocab, S, a.images, [S // a.subsamples] * a.subsamples)
+    for i in range(a.warmup + a.steps):
+        if i == a.warmup:
+            torch.cuda.synchronize()
+            t = time.perf_counter()
+        ls, n = forward_step(model, mb, dev)
+        (ls / n).backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+    torch.cuda.synchronize()
+    dt = (time.perf_counter() - t) / a.steps
+    print(json.dumps({"device": torch.cuda.get_device_name(), "seq": S, "stepSeconds": round(dt, 4),
+                      "tokensPerSecond": round(S / dt, 1), "tflops": round(flops / dt / 1e12, 1),
+                      "mfu": round(flops / dt / (a.peak_tflops * 1e12), 4),
+                      "maxMemoryGiB": round(torch.cuda.max_memory_allocated() / 2**30, 2)}))
+    ps.destroy_model_parallel()
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
