@@ -1,0 +1,240 @@
+"""What the emulator cannot show (no GC, no conflicts, no other controllers): the reconciler and
+its helpers against an in-memory fake of `vlmops.kube.Kube`, plus the pure helpers."""
+from __future__ import annotations
+
+import copy
+import json
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from kubernetes.client.rest import ApiException
+
+from emulated_apiserver import merge_patch
+from pipeline_driver import example_docs, result_for
+from vlmops import childstate, conditions, reconciler
+from vlmops.builders import BuildContext
+from vlmops.kube import REQUIRED_PERMISSIONS, Kube
+
+CTX = BuildContext()
+
+
+class FakeKube:
+    """Dict-backed stand-in for Kube: records every write."""
+
+    def __init__(self, crs: list[dict[str, Any]]):
+        self.crs = {(o["kind"], o["metadata"]["name"]): o for o in copy.deepcopy(crs)}
+        for i, o in enumerate(self.crs.values()):
+            o["metadata"].update(uid=f"uid-{i}", generation=1, namespace="ns")
+        self.children: dict[str, dict[str, Any]] = {}
+        self.pods: list[dict[str, Any]] = []
+        self.writes: list[tuple[str, str]] = []
+
+    def get_cr(self, kind, namespace, name):
+        return copy.deepcopy(self.crs.get((kind, name)))
+
+    def list_crs(self, kind, namespace):
+        return [copy.deepcopy(o) for (k, _), o in self.crs.items() if k == kind]
+
+    def patch_cr_status(self, kind, namespace, name, patch):
+        self.writes.append(("patch-status", name))
+        obj = self.crs[(kind, name)]
+        obj["status"] = merge_patch(obj.get("status") or {}, patch)
+
+    def get_child(self, kind, namespace, name):
+        return copy.deepcopy(self.children.get(name))
+
+    def create_child(self, manifest):
+        self.writes.append(("create", manifest["metadata"]["name"]))
+        self.children[manifest["metadata"]["name"]] = copy.deepcopy(manifest)
+        return copy.deepcopy(manifest)
+
+    def adopt_child(self, child, owner_refs):
+        self.writes.append(("adopt", child["metadata"]["name"]))
+        self.children[child["metadata"]["name"]]["metadata"]["ownerReferences"] = owner_refs
+
+    def list_pods(self, namespace, selector):
+        return [p for p in self.pods if all(p["metadata"]["labels"].get(k) == v for k, v in selector.items())]
+
+    def post_event(self, obj, type_, reason, message, at):
+        self.writes.append(("event", reason))
+
+    # test helpers
+    def succeed(self, name: str, result: dict[str, Any]) -> None:
+        child = self.children[name]
+        labels = child["metadata"]["labels"]
+        self.pods.append({"metadata": {"name": name + "-0", "labels": dict(labels), "annotations": {}},
+                          "status": {"containerStatuses": [{"name": "main", "state": {"terminated": {
+                              "exitCode": 0, "message": json.dumps({"vlmopsResult": result})}}}]}})
+        if child["kind"] == "Job":
+            child["status"] = {"conditions": [{"type": "Complete", "status": "True"}], "succeeded": 1}
+        else:
+            child["status"] = {"conditions": [{"type": "Succeeded", "status": "True"}]}
+
+
+def _pds() -> dict[str, Any]:
+    return next(d for d in example_docs("ns") if d["metadata"]["name"] == "llava-558k-8k")
+
+
+def _run(kube: FakeKube, name: str = "llava-558k-8k", kind: str = "PackedDataset") -> reconciler.Outcome:
+    return reconciler.reconcile(kube, kind, "ns", name, CTX)
+
+
+def test_level_based_steps_and_no_writes_when_settled():
+    kube = FakeKube([_pds()])
+    out = _run(kube)
+    assert out.created == ["llava-558k-8k-lengths-g1"] and out.patched
+    kube.writes.clear()
+    assert not _run(kube).patched and kube.writes == []  # nothing changed: no writes at all
+    for step in ("lengths", "plan", "write", "finalize"):
+        kube.succeed(f"llava-558k-8k-{step}-g1", result_for("PackedDataset", "llava-558k-8k", step))
+        _run(kube)
+    st = kube.crs[("PackedDataset", "llava-558k-8k")]["status"]
+    assert st["phase"] == "Ready" and st["stats"]["packingEfficiency"] == 0.987
+    kube.writes.clear()
+    _run(kube)
+    assert kube.writes == []
+
+
+def test_child_deleted_after_success_is_not_run_again():
+    """No GC in the emulator: a finished child that disappears (TTL, manual cleanup) keeps its
+    recorded result and is not recreated."""
+    kube = FakeKube([_pds()])
+    _run(kube)
+    kube.succeed("llava-558k-8k-lengths-g1", result_for("PackedDataset", "llava-558k-8k", "lengths"))
+    _run(kube)
+    del kube.children["llava-558k-8k-lengths-g1"]
+    kube.pods.clear()
+    kube.writes.clear()
+    _run(kube)
+    assert ("create", "llava-558k-8k-lengths-g1") not in kube.writes
+    st = kube.crs[("PackedDataset", "llava-558k-8k")]["status"]
+    assert [c["phase"] for c in st["children"]][:1] == ["Succeeded"]
+
+
+def test_orphaned_child_is_adopted():
+    kube = FakeKube([_pds()])
+    _run(kube)
+    kube.children["llava-558k-8k-lengths-g1"]["metadata"].pop("ownerReferences")
+    kube.writes.clear()
+    _run(kube)
+    assert kube.writes == [("adopt", "llava-558k-8k-lengths-g1")]
+    (ref,) = kube.children["llava-558k-8k-lengths-g1"]["metadata"]["ownerReferences"]
+    assert ref["uid"] == kube.crs[("PackedDataset", "llava-558k-8k")]["metadata"]["uid"] and ref["controller"]
+
+
+def test_existing_child_from_another_operator_is_not_recreated():
+    kube = FakeKube([_pds()])
+    _run(kube)
+    other = FakeKube([_pds()])
+    other.crs = kube.crs
+    other.children = kube.children  # a second (restarted) operator sees the same cluster
+    other.writes.clear()
+    _run(other)
+    assert not [w for w in other.writes if w[0] == "create"]
+
+
+def test_create_child_absorbs_409():
+    """Create-if-absent: the emulator returns 409 too, but a create/create race needs two writers."""
+    existing = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j", "namespace": "ns", "uid": "u1"}}
+
+    def conflict(*a, **k):
+        raise ApiException(status=409, reason="AlreadyExists")
+
+    kube = Kube.__new__(Kube)
+    kube.batch = SimpleNamespace(create_namespaced_job=conflict,
+                                 read_namespaced_job=lambda *a, **k: SimpleNamespace(data=json.dumps(existing)))
+    assert kube.create_child(dict(existing, metadata={"name": "j", "namespace": "ns"}))["metadata"]["uid"] == "u1"
+
+    def boom(*a, **k):
+        raise ApiException(status=403, reason="Forbidden")
+
+    kube.batch = SimpleNamespace(create_namespaced_job=boom)
+    with pytest.raises(ApiException):
+        kube.create_child(existing)
+
+
+def test_status_patch_conflict_propagates_for_retry():
+    """The emulator never conflicts; a real server can (409). The reconciler must raise so kopf retries."""
+    kube = FakeKube([_pds()])
+
+    def conflict(*a, **k):
+        raise ApiException(status=409, reason="Conflict")
+
+    kube.patch_cr_status = conflict
+    with pytest.raises(ApiException):
+        _run(kube)
+
+
+@pytest.mark.parametrize("true, phase", [
+    (["Created", "Running", "Succeeded"], "Succeeded"),
+    (["Created", "Running", "Failed"], "Failed"),
+    (["Succeeded", "Failed"], "Failed"),
+    (["Created", "Suspended", "Running"], "Suspended"),
+    (["Created", "Restarting"], "Running"),
+    (["Created", "Running"], "Running"),
+    (["Created"], "Pending"),
+    ([], "Pending"),
+])
+def test_pytorchjob_phase_precedence(true, phase):
+    conds = [{"type": t, "status": "True", "reason": t} for t in true] + [{"type": "Succeeded", "status": "False"}]
+    assert childstate.state({"kind": "PyTorchJob", "status": {"conditions": conds}}).phase == phase
+
+
+@pytest.mark.parametrize("conds, status, phase", [
+    ([("FailureTarget", "True")], {}, "Failed"),
+    ([("SuccessCriteriaMet", "True")], {}, "Succeeded"),
+    ([("Complete", "True")], {"succeeded": 4}, "Succeeded"),
+    ([("Suspended", "True")], {}, "Suspended"),
+    ([("Complete", "False")], {"active": 2}, "Running"),
+    ([], {}, "Pending"),
+])
+def test_job_state(conds, status, phase):
+    st = dict(status, conditions=[{"type": t, "status": s} for t, s in conds])
+    assert childstate.state({"kind": "Job", "spec": {"completions": 4}, "status": st}).phase == phase
+
+
+def test_condition_last_transition_time_moves_only_on_status_change():
+    c1 = conditions.set_condition([], "Ready", "False", "Running", "a", 1, "T1")
+    c2 = conditions.set_condition(c1, "Ready", "False", "WaitingForInput", "b", 2, "T2")
+    assert c2[0]["lastTransitionTime"] == "T1" and c2[0]["reason"] == "WaitingForInput"
+    assert c2[0]["observedGeneration"] == 2
+    c3 = conditions.set_condition(c2, "Ready", "True", "Ready", "done", 2, "T3")
+    assert c3[0]["lastTransitionTime"] == "T3"
+    s = conditions.with_state({}, done_condition="Succeeded", state="Failed", reason="ChildFailed", message="m",
+                              generation=3, at="T")
+    by = {c["type"]: c["status"] for c in s["conditions"]}
+    assert by == {"Ready": "False", "Succeeded": "False", "Reconciling": "False", "Stalled": "True"}
+    assert s["phase"] == "Failed" and s["observedGeneration"] == 3
+
+
+def test_status_diff_ignores_transition_times_only():
+    a = {"phase": "Running", "conditions": [{"type": "Ready", "status": "False", "lastTransitionTime": "T1"}]}
+    b = copy.deepcopy(a)
+    b["conditions"][0]["lastTransitionTime"] = "T2"
+    assert not reconciler._differs(a, b)
+    b["phase"] = "Ready"
+    assert reconciler._differs(a, b)
+
+
+@pytest.mark.parametrize("old, new", [
+    ({"a": 1, "b": {"c": 2, "d": 3}}, {"a": 1, "b": {"c": 2}}),
+    ({"a": 1}, {"a": 1, "x": {"y": [1, 2]}}),
+    ({"p": "Running", "children": [{"n": 1}]}, {"p": "Ready", "children": [{"n": 1}, {"n": 2}]}),
+    ({"stats": {"a": 1}}, {}),
+    ({"failing": ["x"]}, {"failing": None}),
+])
+def test_merge_patch_turns_old_into_new(old, new):
+    patch = reconciler._merge_patch(old, new)
+    assert merge_patch(old, patch) == {k: v for k, v in new.items() if v is not None}
+    assert reconciler._merge_patch(new, new) == {}
+
+
+def test_required_permissions_cover_every_call():
+    perms = {(p["apiGroup"], p["resource"]): set(p["verbs"]) for p in REQUIRED_PERMISSIONS}
+    for plural in ("balancedcorpora", "packeddatasets", "vlmtrainingstages", "evalsuites"):
+        assert {"get", "list", "watch", "patch"} <= perms[("vlmops.dev", plural)]
+        assert {"patch", "get"} <= perms[("vlmops.dev", plural + "/status")]
+    assert {"get", "list", "watch", "create", "patch"} <= perms[("batch", "jobs")]
+    assert {"get", "list", "watch", "create", "patch"} <= perms[("kubeflow.org", "pytorchjobs")]
+    assert {"list"} <= perms[("", "pods")] and {"create"} <= perms[("", "events")]
