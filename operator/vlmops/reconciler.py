@@ -91,6 +91,12 @@ def desired_status(kube: Kube, obj: dict[str, Any], ctx: BuildContext) -> tuple[
     old_children = {c.get("name"): c for c in old.get("children") or []}
     for i, step in enumerate(plan.steps):
         child = kube.get_child(step.kind, ns, step.child_name)
+        recorded = old_children.get(step.child_name) or {}
+        if child is None and recorded.get("phase") == "Succeeded":
+            # Its result is already in status: a child deleted after success (TTL, cleanup by
+            # hand) must not run again. (A deleted *failed* child is recreated: that is a retry.)
+            children.append(dict(recorded))
+            continue
         if child is None:
             for extra in step.extra:
                 kube.create_child(extra)
