@@ -18,6 +18,31 @@ from .metrics import API_WRITES
 _CHILD_API = {"Job": ("batch", "v1", "jobs"), "PyTorchJob": ("kubeflow.org", "v1", "pytorchjobs")}
 
 
+def _perm(api_group: str, resource: str, *verbs: str, why: str) -> dict[str, Any]:
+    return {"apiGroup": api_group, "resource": resource, "verbs": sorted(verbs), "why": why}
+
+
+# Every API call the operator process makes (ours here in Kube, and kopf's), for the chart's RBAC.
+# Namespaced operators get these in a Role per watched namespace; the cluster-scoped rows
+# (namespaces, CRDs) are what kopf uses to observe the cluster and are optional for it.
+REQUIRED_PERMISSIONS: list[dict[str, Any]] = [
+    *[row for k in KINDS.values() for row in (
+        _perm(GROUP, k.plural, "get", "list", "watch", "patch",
+              why="reconcile reads; kopf list/watch; kopf patches its annotations (progress, diff base)"),
+        _perm(GROUP, f"{k.plural}/status", "get", "patch", why="status written by the reconciler"),
+    )],
+    _perm("batch", "jobs", "get", "list", "watch", "create", "patch",
+          why="children: create-if-absent, adoption (ownerReferences), kopf watch"),
+    _perm("kubeflow.org", "pytorchjobs", "get", "list", "watch", "create", "patch",
+          why="training children: create-if-absent, adoption, kopf watch"),
+    _perm("", "pods", "get", "list", why="job results from terminated containers' termination messages"),
+    _perm("", "events", "create", why="Kubernetes Events on transitions"),
+    _perm("", "namespaces", "get", "list", "watch", why="kopf: namespace observation (cluster-wide mode)"),
+    _perm("apiextensions.k8s.io", "customresourcedefinitions", "get", "list", "watch",
+          why="kopf: resource observation (optional; discovery works without it)"),
+]
+
+
 class Kube:
     def __init__(self, api_client: client.ApiClient | None = None):
         self.api_client = api_client or client.ApiClient()
