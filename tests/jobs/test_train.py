@@ -78,7 +78,7 @@ def test_dp2_overfit_loss_decreases_and_outputs(stage_a):
     ls = stage_a["losses"]
     assert sorted(ls) == list(range(1, 9))
     first, last = ls[1], ls[8]
-    assert last < 0.8 * first, ls
+    assert last < ls[4] < first and last < 0.85 * first, ls  # overfitting 5 sequences
     res = parse_result(stage_a["stdout"])
     assert set(res) == {"progress", "checkpoint", "output", "hf"}
     assert res["progress"]["step"] == 8 and res["progress"]["totalSteps"] == 8
