@@ -223,6 +223,11 @@ def test_steady_state_makes_no_writes(pipeline, emulator, operator):
     # ...while it is alive and watching (watches re-open every --watch-timeout seconds)
     assert any(r.method == "GET" and "watch=true" in r.query for r in window)
     assert operator.healthy()
+    # and nothing went wrong along the way (handler errors are retried by kopf and easy to miss)
+    for n in range(1, operator.starts + 1):
+        log = (operator.log_dir / f"operator-{n}.log").read_text()
+        bad = [line for line in log.splitlines() if re.search(r"failed with an exception|Traceback|ERROR", line)]
+        assert bad == [], f"operator-{n}.log: {bad[:5]}"
 
 
 def test_child_creation_is_idempotent_against_the_server(api_client):
@@ -239,3 +244,28 @@ def test_child_creation_is_idempotent_against_the_server(api_client):
     assert first["metadata"]["uid"] == again["metadata"]["uid"]
     with pytest.raises(ApiException):
         c.batch.create_namespaced_job("smoke", job)
+
+
+def _verb(method: str, name: str | None, query: str) -> str:
+    if method == "GET":
+        return "watch" if "watch=true" in query else ("get" if name else "list")
+    return {"POST": "create", "PATCH": "patch", "PUT": "update", "DELETE": "delete"}[method]
+
+
+def test_required_permissions_cover_what_the_operator_did(pipeline, emulator):
+    """Every request the operator process made (ours + kopf's) is allowed by REQUIRED_PERMISSIONS."""
+    from vlmops.kube import REQUIRED_PERMISSIONS
+
+    allowed = {(p["apiGroup"], p["resource"], v) for p in REQUIRED_PERMISSIONS for v in p["verbs"]}
+    used = set()
+    for r in _operator_requests(emulator):
+        m = re.fullmatch(r"/(?:api/(?P<cv>v1)|apis/(?P<g>[^/]+)/(?P<v>[^/]+))"
+                         r"(?:/namespaces/(?P<ns>[^/]+))?/(?P<res>[^/]+)(?:/(?P<name>[^/]+))?(?:/(?P<sub>[^/]+))?",
+                         r.path)
+        if not m:
+            continue  # discovery: /api, /apis, /apis/GROUP/VERSION (needs no RBAC)
+        group = m["g"] or ""
+        resource = m["res"] + (f"/{m['sub']}" if m["sub"] else "")
+        used.add((group, resource, _verb(r.method, m["name"], r.query)))
+    assert used, "no operator requests recorded"
+    assert used - allowed == set(), sorted(used - allowed)
