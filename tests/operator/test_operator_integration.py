@@ -63,6 +63,18 @@ def test_failed_child_fails_the_cr_with_the_reason(api_client, emulator):
     assert len(c.children()) == 1  # nothing after a failed step
     assert any(e["reason"] == "ChildFailed" and e["type"] == "Warning" for e in c.events())
 
+    # Fixing the spec (a new generation) starts over with new children; Stalled clears.
+    c.custom.patch_namespaced_custom_object("vlmops.dev", "v1alpha1", "fail", "packeddatasets", "llava-558k-8k",
+                                            {"spec": {"shards": 4}})
+    wait_for(lambda: "llava-558k-8k-lengths-g2" in [j["metadata"]["name"] for j in c.children()],
+             what="the generation-2 child")
+    wait_for(lambda: c.condition("PackedDataset", "llava-558k-8k", "Stalled").get("status") == "False",
+             what="Stalled=False after the spec change")
+    st = c.get("PackedDataset", "llava-558k-8k")["status"]
+    assert st["phase"] == "Running" and st["observedGeneration"] == 2
+    g2 = next(j for j in c.children() if j["metadata"]["name"].endswith("-g2"))
+    assert g2["spec"]["completions"] == 4 and g2["metadata"]["labels"]["vlmops.dev/generation"] == "2"
+
 
 # -- the full pipeline ----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
@@ -181,6 +193,9 @@ def test_restart_mid_pipeline_creates_no_duplicates(pipeline, emulator):
     posts = [r for r in _operator_requests(emulator) if r.method == "POST"
              and re.search(r"/namespaces/vlm/(jobs|pytorchjobs)$", r.path)]
     assert Counter(r.status for r in posts) == Counter({201: 18}), Counter(r.status for r in posts)
+    # children are never mutated after creation (Kueue owns runPolicy.suspend; nothing to adopt here)
+    assert not [r for r in _operator_requests(emulator) if r.method in ("PATCH", "PUT")
+                and re.search(r"/(jobs|pytorchjobs)/", r.path)]
     names = [ch["metadata"]["name"] for ch in pipeline["cluster"].children()]
     assert len(names) == len(set(names)) == 18
     # every child carries its owner (adoption/ownerReferences), pointing at the live CR uid
