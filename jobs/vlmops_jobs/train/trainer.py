@@ -173,6 +173,13 @@ def main(argv: list[str] | None = None) -> None:
     if gpu:
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     device = torch.device("cuda") if gpu else torch.device("cpu")
+    if "MASTER_ADDR" not in os.environ:  # plain `python -m vlmops_jobs.train`: a one-process group
+        import socket
+
+        with socket.socket() as s_:
+            s_.bind(("127.0.0.1", 0))
+            os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(s_.getsockname()[1]), RANK="0",
+                              WORLD_SIZE="1", LOCAL_RANK="0")
     dist.init_process_group("nccl" if gpu else "gloo", timeout=datetime.timedelta(minutes=30))
     from megatron.core import parallel_state as ps
 
@@ -287,7 +294,7 @@ def main(argv: list[str] | None = None) -> None:
             if progress:
                 progress.checkpoint = latest_ckpt
         if progress:
-            progress.update(done, last_loss, int(stats[1]), int(stats[2]), float(fl) * args.tensor,
+            progress.update(done, last_loss, int(stats[1]), int(stats[2]), float(fl),
                             time.perf_counter() - t0, world, args.peak_tflops)
         if crash_after and done == crash_after:
             dist.barrier()
