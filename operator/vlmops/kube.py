@@ -18,28 +18,28 @@ from .metrics import API_WRITES
 _CHILD_API = {"Job": ("batch", "v1", "jobs"), "PyTorchJob": ("kubeflow.org", "v1", "pytorchjobs")}
 
 
-def _perm(api_group: str, resource: str, *verbs: str, why: str) -> dict[str, Any]:
-    return {"apiGroup": api_group, "resource": resource, "verbs": sorted(verbs), "why": why}
+def _perms(api_group: str, resource: str, verbs: tuple[str, ...], why: str, scope: str = "ns") -> list[dict[str, Any]]:
+    return [{"apiGroup": api_group, "resource": resource, "verb": v, "scope": scope, "why": why} for v in verbs]
 
 
-# Every API call the operator process makes (ours here in Kube, and kopf's), for the chart's RBAC.
-# Namespaced operators get these in a Role per watched namespace; the cluster-scoped rows
-# (namespaces, CRDs) are what kopf uses to observe the cluster and are optional for it.
+# Every API call the operator process makes (ours here in Kube, and kopf's), one row per verb, for
+# the chart's RBAC. scope "ns": needed in each watched namespace (a Role there suffices);
+# "cluster": cluster-scoped objects kopf observes (namespaces, CRDs). Checked against the
+# requests the real operator made in tests/operator/test_operator_integration.py.
 REQUIRED_PERMISSIONS: list[dict[str, Any]] = [
     *[row for k in KINDS.values() for row in (
-        _perm(GROUP, k.plural, "get", "list", "watch", "patch",
-              why="reconcile reads; kopf list/watch; kopf patches its annotations (progress, diff base)"),
-        _perm(GROUP, f"{k.plural}/status", "get", "patch", why="status written by the reconciler"),
-    )],
-    _perm("batch", "jobs", "get", "list", "watch", "create", "patch",
-          why="children: create-if-absent, adoption (ownerReferences), kopf watch"),
-    _perm("kubeflow.org", "pytorchjobs", "get", "list", "watch", "create", "patch",
-          why="training children: create-if-absent, adoption, kopf watch"),
-    _perm("", "pods", "get", "list", why="job results from terminated containers' termination messages"),
-    _perm("", "events", "create", why="Kubernetes Events on transitions"),
-    _perm("", "namespaces", "get", "list", "watch", why="kopf: namespace observation (cluster-wide mode)"),
-    _perm("apiextensions.k8s.io", "customresourcedefinitions", "get", "list", "watch",
-          why="kopf: resource observation (optional; discovery works without it)"),
+        _perms(GROUP, k.plural, ("get", "list", "watch", "patch"),
+               "reconcile reads; kopf list/watch; kopf patches its annotations (progress, diff base)")
+        + _perms(GROUP, f"{k.plural}/status", ("patch",), "status written by the reconciler"))],
+    *_perms("batch", "jobs", ("get", "list", "watch", "create", "patch"),
+            "children: create-if-absent, adoption (ownerReferences), kopf watch"),
+    *_perms("kubeflow.org", "pytorchjobs", ("get", "list", "watch", "create", "patch"),
+            "training children: create-if-absent, adoption, kopf watch"),
+    *_perms("", "pods", ("list",), "job results from terminated containers' termination messages"),
+    *_perms("", "events", ("create",), "Kubernetes Events on transitions"),
+    *_perms("", "namespaces", ("list", "watch"), "kopf: namespace observation", scope="cluster"),
+    *_perms("apiextensions.k8s.io", "customresourcedefinitions", ("list", "watch"),
+            "kopf: resource observation (optional for kopf; discovery works without it)", scope="cluster"),
 ]
 
 

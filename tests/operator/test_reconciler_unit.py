@@ -231,10 +231,13 @@ def test_merge_patch_turns_old_into_new(old, new):
 
 
 def test_required_permissions_cover_every_call():
-    perms = {(p["apiGroup"], p["resource"]): set(p["verbs"]) for p in REQUIRED_PERMISSIONS}
+    perms: dict[tuple[str, str], set[str]] = {}
+    for p in REQUIRED_PERMISSIONS:
+        perms.setdefault((p["apiGroup"], p["resource"]), set()).add(p["verb"])
+        assert p["scope"] == ("cluster" if p["resource"] in ("namespaces", "customresourcedefinitions") else "ns")
     for plural in ("balancedcorpora", "packeddatasets", "vlmtrainingstages", "evalsuites"):
         assert {"get", "list", "watch", "patch"} <= perms[("vlmops.dev", plural)]
-        assert {"patch", "get"} <= perms[("vlmops.dev", plural + "/status")]
+        assert {"patch"} <= perms[("vlmops.dev", plural + "/status")]
     assert {"get", "list", "watch", "create", "patch"} <= perms[("batch", "jobs")]
     assert {"get", "list", "watch", "create", "patch"} <= perms[("kubeflow.org", "pytorchjobs")]
     assert {"list"} <= perms[("", "pods")] and {"create"} <= perms[("", "events")]
