@@ -128,9 +128,12 @@ def desired_status(kube: Kube, obj: dict[str, Any], ctx: BuildContext) -> tuple[
             msg = f"{step.kind} {step.child_name} ({step.name}) failed: {st.reason}"
             if st.message:
                 msg += f": {st.message}"
-            res = _read_result(kube, obj, step.name)
+            pods = _step_pods(kube, obj, step.name)
+            res = results.from_pods(pods)
             if res and res.get("error"):
                 msg += f" ({res['error']})"
+            elif line := results.failure_line(pods):
+                msg += f" ({line})"  # e.g. the job's "error: <field>: ..." line (exit code 2)
             status.setdefault("completionTime", at)
             return state("Failed", "ChildFailed", msg), out
         what = "suspended (waiting for quota)" if st.phase == "Suspended" else st.phase.lower()
@@ -159,14 +162,18 @@ class _StateSetter:
         return new
 
 
-def _read_result(kube: Kube, obj: dict[str, Any], step: str) -> dict[str, Any] | None:
-    """The step's result JSON from its pods' termination messages (our labels are on every pod)."""
+def _step_pods(kube: Kube, obj: dict[str, Any], step: str) -> list[dict[str, Any]]:
+    """The step's pods (our labels are on every pod of every child)."""
     meta = obj["metadata"]
-    pods = kube.list_pods(meta["namespace"], {
+    return kube.list_pods(meta["namespace"], {
         LABEL_KIND: obj["kind"], LABEL_NAME: meta["name"], LABEL_STEP: step,
         LABEL_GENERATION: str(meta.get("generation", 1)),
     })
-    return results.from_pods(pods)
+
+
+def _read_result(kube: Kube, obj: dict[str, Any], step: str) -> dict[str, Any] | None:
+    """The step's result JSON from its pods' termination messages."""
+    return results.from_pods(_step_pods(kube, obj, step))
 
 
 def _adopt_if_orphaned(kube: Kube, child: dict[str, Any], manifest: dict[str, Any]) -> None:

@@ -40,6 +40,19 @@ def from_pods(pods: list[dict[str, Any]], container: str | None = None) -> dict[
     return first
 
 
+def failure_line(pods: list[dict[str, Any]]) -> str | None:
+    """The last line a failed container left in its termination message (with
+    FallbackToLogsOnError, the log tail: a job's bad-input exit prints `error: ...` last)."""
+    for pod in sorted(pods, key=lambda p: p["metadata"]["name"]):
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            term = (cs.get("state") or {}).get("terminated") or (cs.get("lastState") or {}).get("terminated")
+            if term and term.get("exitCode") not in (0, None):
+                lines = [ln.strip() for ln in (term.get("message") or "").splitlines() if ln.strip()]
+                if lines:
+                    return lines[-1][:512]
+    return None
+
+
 def apply(kind: str, spec: Any, status: dict[str, Any], step: str, res: dict[str, Any] | None) -> None:
     if not res:
         return

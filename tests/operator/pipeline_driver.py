@@ -114,7 +114,7 @@ class Cluster:
                                    "imageID": "", "state": state}]}}, _content_type=MERGE)
 
     def finish(self, child: dict[str, Any], ok: bool = True, result: dict[str, Any] | None = None,
-               error: str = "error: source.uri: no parquet files under s3://x/") -> None:
+               error: str = "reading s3://x/\nerror: source.uri: no parquet files under s3://x/\n") -> None:
         """Play the controller + kubelet: pods with termination messages, then child status."""
         meta = child["metadata"]
         labels = meta["labels"]

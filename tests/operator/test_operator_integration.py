@@ -58,6 +58,7 @@ def test_failed_child_fails_the_cr_with_the_reason(api_client, emulator):
     stalled = c.condition("PackedDataset", "llava-558k-8k", "Stalled")
     assert stalled["status"] == "True" and stalled["reason"] == "ChildFailed"
     assert "llava-558k-8k-lengths-g1" in stalled["message"] and "BackoffLimitExceeded" in stalled["message"]
+    assert "error: source.uri: no parquet files" in stalled["message"]  # the job's own last line
     assert c.condition("PackedDataset", "llava-558k-8k", "Ready")["status"] == "False"
     time.sleep(0.5)
     assert len(c.children()) == 1  # nothing after a failed step
