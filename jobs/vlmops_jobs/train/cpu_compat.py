@@ -35,10 +35,24 @@ def needed() -> bool:
     return not torch.cuda.is_available()
 
 
+def te_available() -> bool:
+    try:
+        import transformer_engine  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def apply() -> None:
-    """Idempotent; no-op on GPU machines."""
+    """Idempotent. On GPU machines only the vision norm default changes, and only when
+    Transformer Engine is missing (our specs are megatron's local ones)."""
     global _APPLIED
-    if _APPLIED or not needed():
+    if _APPLIED:
+        return
+    if not needed():
+        if not te_available():
+            _clip_norm_defaults(move_to_cuda=True)
+        _APPLIED = True
         return
     from importlib.metadata import version
 
@@ -48,9 +62,7 @@ def apply() -> None:
 
     from megatron.core import utils as mc_utils
     from megatron.core.fusions import fused_softmax
-    from megatron.core.models.vision import clip_vit_model
     from megatron.core.transformer import utils as tr_utils
-    from megatron.core.transformer.torch_norm import WrappedTorchNorm
 
     def get_tensor(self, tensor_shape, dtype, name, mem_alloc_context=None):
         required_len = functools.reduce(operator.mul, tensor_shape, 1)
@@ -67,18 +79,26 @@ def apply() -> None:
     tr_utils.get_default_causal_mask = get_default_causal_mask
     fused_softmax.get_default_causal_mask = get_default_causal_mask
 
+    _clip_norm_defaults(move_to_cuda=False)
+    _APPLIED = True
+
+
+def _clip_norm_defaults(move_to_cuda: bool) -> None:
+    """`CLIPViTModel` defaults its pre/post norms to TENorm; without Transformer Engine that
+    resolves to a LayerNorm that rejects `config=`. Use megatron's WrappedTorchNorm instead."""
+    from megatron.core.models.vision import clip_vit_model
+    from megatron.core.transformer.torch_norm import WrappedTorchNorm
+
     orig_init = clip_vit_model.CLIPViTModel.__init__
 
     @functools.wraps(orig_init)
     def clip_init(self, *args, **kwargs):
         kwargs.setdefault("ln_pre_impl", WrappedTorchNorm)
         kwargs.setdefault("ln_post_impl", WrappedTorchNorm)
-        with no_cuda_moves():
+        with contextlib.nullcontext() if move_to_cuda else no_cuda_moves():
             orig_init(self, *args, **kwargs)
 
     clip_vit_model.CLIPViTModel.__init__ = clip_init
-
-    _APPLIED = True
 
 
 @contextlib.contextmanager

@@ -105,6 +105,10 @@ def build_model(preset: Preset, vocab: int, image_token_id: int, par: Parallel):
         pixel_shuffle=V.pixel_shuffle,
     )
     install_packed_rope(model)
+    if par.bf16:
+        # What megatron's Float16Module does: modules built outside the TransformerConfig's
+        # params_dtype (the ViT's conv1 and position embedding) would otherwise stay fp32.
+        model = model.to(torch.bfloat16)
     return model
 
 
