@@ -145,6 +145,23 @@ def test_hf_export_matches_megatron_logits(small, tmp_path, monkeypatch):
             hl = hf2(input_ids=hf_ids, **kw).logits
         assert k >= 1, "the checked sequence should carry an image"
         assert (hl - ml).abs().max().item() < 1e-4, (hl - ml).abs().max().item()
+        # The export carries a processor, so lmms-eval's llava_hf / AutoProcessor can drive it.
+        import shutil
+
+        from PIL import Image
+        from transformers import AutoProcessor
+
+        from vlmops_jobs.train.hf_export import save_processor
+
+        for fn in ("tokenizer.json", "tokenizer_config.json"):
+            shutil.copy(Path(small["tokenizer"]) / fn, tmp_path / "hf" / fn)
+        save_processor(str(tmp_path / "hf"), hf2.config)
+        proc = AutoProcessor.from_pretrained(tmp_path / "hf")
+        inp = proc(images=[Image.new("RGB", (90, 60), (200, 10, 10))], text=["<image>\nWhat colour?"],
+                   return_tensors="pt")
+        assert (inp["input_ids"] == tok.image).sum().item() == 1
+        with torch.no_grad():
+            assert hf2(**inp).logits.shape[1] == inp["input_ids"].shape[1]
     finally:
         ps.destroy_model_parallel()
         dist.destroy_process_group()

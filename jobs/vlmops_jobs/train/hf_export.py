@@ -162,6 +162,7 @@ def export(model, preset: Preset, vocab: int, image_token_id: int, tokenizer_dir
             for fn in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
                 if os.path.exists(os.path.join(tokenizer_dir, fn)):
                     shutil.copy(os.path.join(tokenizer_dir, fn), os.path.join(tmp, fn))
+            save_processor(tmp, hf.config)
         digests: dict[str, str] = {}
         for fn in sorted(os.listdir(tmp)):
             with open(os.path.join(tmp, fn), "rb") as f:
@@ -170,6 +171,27 @@ def export(model, preset: Preset, vocab: int, image_token_id: int, tokenizer_dir
         return digests
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def save_processor(directory: str, config) -> None:
+    """A `LlavaProcessor` next to the weights, so `llava_hf` (lmms-eval) and `AutoProcessor` load
+    the export: one tile per image at the ViT's size, CLIP normalisation as in training
+    (training tiles large images; a single-tile resize is what the HF processor can express)."""
+    from transformers import AutoTokenizer, CLIPImageProcessor, LlavaProcessor
+
+    from .data import CLIP_MEAN, CLIP_STD
+
+    vc = config.vision_config
+    tok = AutoTokenizer.from_pretrained(directory)
+    image_processor = CLIPImageProcessor(
+        size={"shortest_edge": vc.image_size}, crop_size={"height": vc.image_size, "width": vc.image_size},
+        image_mean=list(CLIP_MEAN), image_std=list(CLIP_STD))
+    LlavaProcessor(
+        image_processor=image_processor, tokenizer=tok, patch_size=vc.patch_size,
+        vision_feature_select_strategy=config.vision_feature_select_strategy,
+        image_token=tok.convert_ids_to_tokens(config.image_token_index),
+        num_additional_image_tokens=1, chat_template=tok.chat_template,
+    ).save_pretrained(directory)
 
 
 def megatron_input_to_hf(input_ids: torch.Tensor, num_image_tiles: torch.Tensor, image_token_id: int,
