@@ -18,7 +18,7 @@ class Parallel:
     pipeline: int = 1
     context: int = 1
     sequence_parallel: bool = False
-    recompute: bool = False
+    recompute: str = "none"  # none | selective | full
     bf16: bool = False
 
 
@@ -43,8 +43,10 @@ def _configs(preset: Preset, par: Parallel):
         apply_rope_fusion=False,
         gradient_accumulation_fusion=False,
     )
-    if par.recompute:
+    if par.recompute == "full":
         common.update(recompute_granularity="full", recompute_method="uniform", recompute_num_layers=1)
+    elif par.recompute == "selective":
+        common.update(recompute_granularity="selective")
     L, V = preset.language, preset.vision
     lm = TransformerConfig(
         num_layers=L.num_layers, hidden_size=L.hidden_size, num_attention_heads=L.num_heads,

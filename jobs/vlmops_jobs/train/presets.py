@@ -134,3 +134,22 @@ def train_flops(preset: Preset, vocab: int, text_tokens: int, tiles: int, seq_le
     proj_in = v.hidden_size * (4 if v.pixel_shuffle else 1)
     flops += 6.0 * (proj_in * preset.projector_ffn + preset.projector_ffn * L.hidden_size) * tiles * v.tokens_per_tile
     return flops
+
+
+def preset_from_model_json(text: str) -> Preset:
+    """A Preset from the explicit `spec.model` blocks the operator passes as `--model-json`
+    (API wire format: {"vision": {...}, "language": {...}, "projector": {...}})."""
+    import json
+
+    m = json.loads(text)
+    v, lang, proj = m["vision"], m["language"], m.get("projector") or {}
+    heads = lang["numAttentionHeads"]
+    vision = VisionShape(num_layers=v["numLayers"], hidden_size=v["hiddenSize"], num_heads=v["numAttentionHeads"],
+                         ffn_hidden_size=4 * v["hiddenSize"], patch=v.get("patchSize", 14),
+                         tile=v.get("imageSize", 448), pixel_shuffle=proj.get("mergeSize", 2) == 2)
+    language = LanguageShape(num_layers=lang["numLayers"], hidden_size=lang["hiddenSize"], num_heads=heads,
+                             num_query_groups=lang.get("numQueryGroups") or heads,
+                             head_dim=lang["hiddenSize"] // heads, ffn_hidden_size=lang["ffnHiddenSize"],
+                             vocab_size=lang["vocabSize"], max_sequence_length=16384)
+    return Preset(name="custom", vision=vision, language=language, projector_ffn=4 * lang["hiddenSize"],
+                  hf_exportable=False, notes=("explicit spec.model blocks",))

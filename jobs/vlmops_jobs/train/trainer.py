@@ -17,7 +17,7 @@ from ..common import lineage, storage
 from ..common.result import JobError, emit_result
 from . import checkpoint as ckpt
 from . import cpu_compat
-from .presets import PRESETS, padded_vocab, train_flops
+from .presets import PRESETS, padded_vocab, preset_from_model_json, train_flops
 
 MODULES = ("vision", "projector", "language")
 
@@ -26,6 +26,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m vlmops_jobs.train", description="VLMTrainingStage workload")
     a = p.add_argument
     a("--preset", default="tiny", choices=sorted(PRESETS))
+    a("--model-json", default=None, help="explicit model shapes (spec.model vision/language/projector), "
+      "instead of --preset")
     a("--data", required=True, help="PackedDataset output prefix (shards/shard-*.tar)")
     a("--tokenizer", required=True, help="tokenizer dir (tokenizer.json), local or fsspec URI")
     a("--trainable", default="projector,vision,language", help="comma list of vision,projector,language")
@@ -45,7 +47,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     a("--context", type=int, default=1)
     a("--sequence-parallel", action="store_true")
     a("--distributed-optimizer", action="store_true")
-    a("--recompute", action="store_true")
+    a("--recompute", nargs="?", const="full", default="none", choices=["none", "selective", "full"],
+      help="activation recomputation (bare flag: full)")
     a("--checkpoint-uri", default=None)
     a("--checkpoint-interval", type=int, default=0, help="steps between checkpoints (0: only the final one)")
     a("--checkpoint-keep", type=int, default=2)
@@ -69,7 +72,7 @@ def _trainable(s: str) -> tuple[str, ...]:
 
 def validate(args, world: int) -> dict[str, Any]:
     """Everything checkable before a process group exists."""
-    preset = PRESETS[args.preset]
+    preset = preset_from_model_json(args.model_json) if args.model_json else PRESETS[args.preset]
     tp, pp, cp = args.tensor, args.pipeline, args.context
     if min(tp, pp, cp) < 1:
         raise JobError("parallelism: tensor/pipeline/context must be >= 1")

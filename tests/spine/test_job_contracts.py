@@ -1,0 +1,92 @@
+"""Builders and jobs agree: every command a builder puts in a child parses with that job's own
+argument parser (the command line is the contract between operator and jobs)."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from vlmops.builders import build
+from vlmops.builders.inputs import planned_status
+from vlmops.manifests import with_defaults
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _docs(example: str):
+    out = []
+    for f in sorted((REPO / "examples" / example).glob("*.yaml")):
+        out += [d for d in yaml.safe_load_all(f.read_text()) if d]
+    return out
+
+
+def _explicit_model_stage():
+    stage = copy.deepcopy(next(d for d in _docs("llava-ov-1.5") if d["kind"] == "VLMTrainingStage"))
+    stage["metadata"]["name"] = "explicit"
+    stage["spec"]["model"] = {
+        "vision": {"numLayers": 4, "hiddenSize": 256, "numAttentionHeads": 4, "patchSize": 14, "imageSize": 224},
+        "language": {"numLayers": 4, "hiddenSize": 512, "numAttentionHeads": 8, "numQueryGroups": 2,
+                     "ffnHiddenSize": 1024, "vocabSize": 32000}}
+    stage["spec"]["parallelism"] = {"tensor": 2, "recompute": "selective"}
+    return stage
+
+
+def _commands():
+    docs = _docs("llava-ov-1.5") + _docs("quickstart") + [_explicit_model_stage()]
+    objs = {(d["kind"], d["metadata"]["name"]): with_defaults(d) for d in docs}
+    ready = {k: {**o, "status": planned_status(o)} for k, o in objs.items()}
+    for key, obj in objs.items():
+        for step in build(obj, ready).steps:
+            spec = step.manifest["spec"]
+            template = spec.get("template") or spec["pytorchReplicaSpecs"]["Master"]["template"]
+            cmd = template["spec"]["containers"][0]["command"]
+            yield f"{key[1]}/{step.name}", cmd
+
+
+def _parse(cmd: list[str]):
+    module = cmd[cmd.index("-m") + 1]
+    args = cmd[cmd.index("-m") + 2:]
+    if module == "vlmops_jobs.balance":
+        from vlmops_jobs.balance.__main__ import parser
+
+        return parser().parse_args(args)
+    if module == "vlmops_jobs.pack":
+        from vlmops_jobs.pack.job import build_parser
+
+        return build_parser().parse_args(args)
+    if module == "vlmops_jobs.train":
+        from vlmops_jobs.train.trainer import parse_args
+
+        return parse_args(args)
+    if module == "vlmops_jobs.evaluate":
+        from vlmops_jobs.evaluate.run import build_parser
+
+        assert args[0] == "run"
+        return build_parser().parse_args(args[1:])
+    raise AssertionError(f"unknown job module {module}")
+
+
+CASES = dict(_commands())
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_builder_command_parses_with_the_job(name):
+    ns = _parse(CASES[name])
+    assert ns is not None
+
+
+def test_training_arguments_survive_parsing():
+    from vlmops_jobs.train.presets import preset_from_model_json
+    from vlmops_jobs.train.trainer import parse_args
+
+    cmd = CASES["explicit/train"]
+    ns = parse_args(cmd[cmd.index("-m") + 2:])
+    assert ns.tensor == 2 and ns.recompute == "selective" and ns.model_json
+    preset = preset_from_model_json(ns.model_json)
+    assert preset.language.num_heads == 8 and preset.language.num_query_groups == 2
+    assert preset.vision.tile == 224
+    ns = parse_args(CASES["stage-1-5-mid-training/train"][CASES["stage-1-5-mid-training/train"].index("-m") + 2:])
+    assert ns.preset == "llava-ov-1.5-8b" and ns.global_batch == 112 and ns.train_iters == 70000
+    assert ns.init_from == "s3://vlm-ckpt/llava-ov-1.5-8b/stage-1/"
