@@ -81,6 +81,61 @@ def test_realistic_mix(kind, cap):
     assert p.n_bins <= lb * 1.01
 
 
+narrow_st = st.integers(60, 2000).flatmap(
+    lambda C: st.integers(max(1, C // 30), C // 2).flatmap(
+        lambda lo: st.tuples(st.just(C), st.lists(st.integers(lo, min(C, 3 * lo)), min_size=1, max_size=400))))
+
+
+@settings(max_examples=120, deadline=None)
+@given(narrow_st)
+def test_closing_pass_valid_and_never_worse(arg):
+    """Narrow length ranges (where BFD leaves gaps): the exact-fill pass is a valid packing on its
+    own, and `pack` (closing on) never uses more sequences than plain BFD."""
+    C, xs = arg
+    L = np.array(xs, dtype=np.int64)
+    bfd = A.best_fit_decreasing(L, C)
+    ef = A.exact_fill(A.size_counts(L, C), C)
+    raw = A.assign(L, C, ef[1], ef[0], ef[2])
+    check(raw, L, C)
+    assert raw.n_bins == ef[0]
+    closed = A.pack(L, C)
+    check(closed, L, C)
+    assert closed.n_bins <= bfd.n_bins == naive(xs, C, best=True)
+    assert A.pack(L, C, closing=False).n_bins == bfd.n_bins
+
+
+@pytest.mark.parametrize("n,cap", [(200_000, 8192), (200_000, 16384)])
+def test_closing_pass_captions_within_0_1_percent(n, cap):
+    L = make_lengths(n, seed=5, kind="captions")
+    lb = -(-int(L.sum()) // cap)
+    bfd = A.best_fit_decreasing(L, cap)
+    p = A.pack(L, cap)
+    check(p, L, cap)
+    assert bfd.n_bins > lb * 1.002  # BFD leaves ~0.4-0.9% here
+    assert p.n_bins <= lb * 1.001
+    n2, _, _, info = A.plan_bfd(A.size_counts(L, cap), cap)
+    assert info == {"bfdSequences": bfd.n_bins, "closingPass": "used"} and n2 == p.n_bins
+
+
+@pytest.mark.parametrize("kind", ["llava", "captions"])
+def test_deterministic_with_closing_pass(kind):
+    L = make_lengths(30000, seed=7, kind=kind)
+    a, b = A.pack(L, 8192), A.pack(L.copy().astype(np.int64), 8192)
+    assert a.n_bins == b.n_bins
+    assert np.array_equal(a.bin_of, b.bin_of) and np.array_equal(a.order, b.order) and np.array_equal(a.loads, b.loads)
+
+
+def test_equal_lengths_fill_slots_in_input_order():
+    # BFD: 9 opens bin 0, the two 6s bins 1 and 2, the 4s fill those (FIFO) in input order
+    L = np.array([4, 6, 4, 6, 9])
+    assert A.pack(L, 10, closing=False).bin_of.tolist() == [1, 1, 2, 2, 0]
+    # items of one length take that length's slots in input order, across assignment blocks
+    n = A.BLOCK * 2 + 17
+    L = np.full(n, 3)
+    p = A.pack(L, 9, closing=False)
+    assert (np.diff(p.bin_of) >= 0).all() and p.n_bins == n // 3 + (n % 3 > 0)
+
+
 def test_drops_too_long_and_large_capacity():
     L = np.array([10, 70000, 30, 0, 65000, 5])
     p = A.pack(L, 66000)
