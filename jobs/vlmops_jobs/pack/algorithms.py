@@ -10,9 +10,9 @@ smallest residual capacity that still fits it, else a new bin. For a run of `k` 
 `s`, the best bin has residual `r` (smallest `r >= s`); after one item it has `r - s`, and if
 that is still `>= s` it is again the best bin (no open bin has a residual in `[s, r)`), so the bin
 takes `r // s` items in a row. Bins with equal residuals are interchangeable for everything that
-follows, so the packer keeps, for each residual value, a FIFO of bin ids, and a sorted list of the
-non-empty residual values (a bitmask: the best fit is the lowest set bit at or above `s`). The sequence count is exactly that of item-by-item BFD with
-any tie-breaking; the tie-breaking here is deterministic: items of equal length in input order,
+follows, so the packer keeps, for each residual value, a FIFO of runs of bin ids, and a bitmask of
+the non-empty residual values (the best fit is the lowest set bit at or above `s`). The sequence
+count is exactly that of item-by-item BFD with any tie-breaking; the tie-breaking here is deterministic: items of equal length in input order,
 bins of equal residual in the order they reached it.
 
 First-fit-decreasing (FFD): the same runs, each into the lowest-numbered bin that fits; a block
@@ -31,10 +31,10 @@ bins. Its cost depends on the number of distinct lengths, not on the number of i
 keeps it only if it uses strictly fewer sequences than BFD, so it is never worse.
 
 Assignment (items -> sequences) without a global argsort: the slots of each length class are laid
-out class after class; the items are processed in blocks of 65536, each block sorted on a 32-bit
-key (class << 16 | position in block) with numpy's vectorised sort, and each item takes the next
-slot of its class (running per-class offsets across blocks), so equal lengths fill slots in input
-order. Cost: about one `np.sort` of the lengths, plus a bincount and a gather.
+out class after class; the items are processed in blocks of 65536, each block ordered by class
+with a stable radix argsort of 16-bit classes (a 64-bit key sort beyond 65534 tokens), and each
+item takes the next slot of its class (per-block offsets from per-block bincounts), so equal
+lengths fill slots in input order. Cost: about two `np.sort` of the lengths.
 """
 from __future__ import annotations
 
