@@ -115,3 +115,14 @@ def test_preset_heads_are_checked_by_the_operator_only():
                                                    nodes=1, gpusPerNode=8, model={"preset": "tiny"}))
     assert cel_failures(kind, spec) == []
     assert "model.language.numAttentionHeads must be divisible by parallelism.tensor" in pydantic_failures(kind, spec)
+
+
+def test_api_preset_names_match_the_trainer():
+    import typing
+
+    from vlmops.api.training_stage import PRESET_NAMES, ModelSpec
+    from vlmops_jobs.train.presets import PRESETS
+
+    assert set(PRESET_NAMES) == set(PRESETS)
+    literal = typing.get_args(typing.get_args(ModelSpec.model_fields["preset"].annotation)[0])
+    assert set(literal) == set(PRESETS)

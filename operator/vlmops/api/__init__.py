@@ -3,10 +3,10 @@ from .balanced_corpus import BalancedCorpusSpec, BalancedCorpusStatus
 from .eval_suite import EvalSuiteSpec, EvalSuiteStatus
 from .kinds import API_VERSION, BY_PLURAL, KINDS, Kind
 from .packed_dataset import PackedDatasetSpec, PackedDatasetStatus
-from .training_stage import PRESETS, VLMTrainingStageSpec, VLMTrainingStageStatus
+from .training_stage import PRESET_NAMES, VLMTrainingStageSpec, VLMTrainingStageStatus
 
 __all__ = [
-    "API_VERSION", "BY_PLURAL", "KINDS", "Kind", "PRESETS",
+    "API_VERSION", "BY_PLURAL", "KINDS", "Kind", "PRESET_NAMES",
     "BalancedCorpusSpec", "BalancedCorpusStatus", "PackedDatasetSpec", "PackedDatasetStatus",
     "VLMTrainingStageSpec", "VLMTrainingStageStatus", "EvalSuiteSpec", "EvalSuiteStatus",
 ]

@@ -31,27 +31,16 @@ class Projector(Model):
     merge_size: int = Field(2, ge=1)
 
 
-# Shapes of the presets (RICE-ViT-L/14 + Qwen3). `tiny` runs on CPU in seconds.
-PRESETS: dict[str, dict[str, Model]] = {
-    "tiny": {
-        "vision": VisionModel(num_layers=2, hidden_size=64, num_attention_heads=4, patch_size=14, image_size=56),
-        "language": LanguageModel(num_layers=2, hidden_size=64, num_attention_heads=4, num_query_groups=2,
-                                  ffn_hidden_size=128, vocab_size=2048),
-        "projector": Projector(),
-    },
-    "llava-ov-1.5-4b": {
-        "vision": VisionModel(num_layers=24, hidden_size=1024, num_attention_heads=16),
-        "language": LanguageModel(num_layers=36, hidden_size=2560, num_attention_heads=32, num_query_groups=8,
-                                  ffn_hidden_size=9728, vocab_size=151936),
-        "projector": Projector(),
-    },
-    "llava-ov-1.5-8b": {
-        "vision": VisionModel(num_layers=24, hidden_size=1024, num_attention_heads=16),
-        "language": LanguageModel(num_layers=36, hidden_size=4096, num_attention_heads=32, num_query_groups=8,
-                                  ffn_hidden_size=12288, vocab_size=151936),
-        "projector": Projector(),
-    },
-}
+# The presets' shapes live with the trainer (jobs/vlmops_jobs/train/presets.py, a dependency-free
+# module); the API only needs their head counts to validate tensor parallelism.
+PRESET_NAMES = ("tiny", "llava-ov-1.5-4b", "llava-ov-1.5-8b")
+
+
+def preset_language_heads(name: str) -> int:
+    from vlmops_jobs.train.presets import PRESETS
+
+    return PRESETS[name].language.num_heads
+
 
 _MODEL_RULES = (
     rule("has(self.preset) != (has(self.vision) && has(self.language))",
@@ -76,9 +65,10 @@ class ModelSpec(Model):
         check_rules(self, _MODEL_RULES)
         return self
 
-    def resolved(self) -> dict[str, Model]:
-        if self.preset:
-            return dict(PRESETS[self.preset])
+    def language_heads(self) -> int:
+        return preset_language_heads(self.preset) if self.preset else self.language.num_attention_heads
+
+    def explicit_blocks(self) -> dict[str, Model]:
         return {"vision": self.vision, "language": self.language, "projector": self.projector or Projector()}
 
 
@@ -150,7 +140,7 @@ _STAGE_RULES = (
          lambda s: s.batch.micro == 1),
     rule("!has(self.model.language) || self.model.language.numAttentionHeads % self.parallelism.tensor == 0",
          "model.language.numAttentionHeads must be divisible by parallelism.tensor",
-         lambda s: s.model.resolved()["language"].num_attention_heads % s.parallelism.tensor == 0),
+         lambda s: s.model.language_heads() % s.parallelism.tensor == 0),
 )
 
 

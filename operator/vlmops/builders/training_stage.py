@@ -53,7 +53,7 @@ def train_args(spec: VLMTrainingStageSpec, data_uri: str, tokenizer: str, init_f
 def _model_json(spec: VLMTrainingStageSpec) -> str:
     import json
 
-    return json.dumps({k: v.wire() for k, v in spec.model.resolved().items()}, sort_keys=True, separators=(",", ":"))
+    return json.dumps({k: v.wire() for k, v in spec.model.explicit_blocks().items()}, sort_keys=True, separators=(",", ":"))
 
 
 def build(cr: dict[str, Any], spec: VLMTrainingStageSpec, inputs: Inputs, ctx: BuildContext) -> Plan:
