@@ -131,6 +131,22 @@ def timed(fn, *args, repeat: int = 1):
     return best, out
 
 
+def core(L: np.ndarray, cap: int):
+    """The size-class part of the plan: counts, BFD, closing pass (no per-item map)."""
+    return A.plan_bfd(A.size_counts(L, cap), cap)
+
+
+def best_of(best: dict):
+    def keep(k: str, dt: float) -> None:
+        best[k] = min(best.get(k, float("inf")), dt)
+
+    return keep
+
+
+def ratio_of(row: dict, lb: int):
+    return lambda k: f"{row[k] / lb:.5f}" if k in row else "-"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", type=int, nargs="+", default=[1_000_000, 10_000_000])
@@ -150,17 +166,14 @@ def main() -> None:
         for n in a.sizes:
             L = make_lengths(n, seed=a.seed, kind=mix).astype(np.int64)
             for cap in a.capacities:
-                best = {}
-
-                def keep(k, dt):
-                    best[k] = min(best.get(k, float("inf")), dt)
-
+                best: dict[str, float] = {}
+                keep = best_of(best)
                 p = None
                 for _ in range(a.repeat):  # interleaved: sort, plan, core, order
                     keep("sort", timed(np.sort, L)[0])
                     dt, p = timed(A.pack, L, cap)
                     keep("plan", dt)
-                    dt, (nb, _, _, info) = timed(lambda: A.plan_bfd(A.size_counts(L, cap), cap))
+                    dt, (nb, _, _, info) = timed(core, L, cap)
                     keep("core", dt)
                     keep("order", timed(A.group_by_bin, p.bin_of)[0])
                 assert nb == p.n_bins
@@ -173,9 +186,7 @@ def main() -> None:
                 else:
                     t_trl = None
 
-                def r(k):
-                    return f"{row[k] / lb:.5f}" if k in row else "-"
-
+                r = ratio_of(row, lb)
                 vs = f"{row['ours'] - row['trl']:+d}" if "trl" in row else "-"
                 speed = f"{t_trl / best['plan']:8.0f}" if t_trl else f"{'-':>8}"
                 ts = best["sort"]
