@@ -516,8 +516,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sequence-length", type=int, default=8192)
     p.add_argument("--algorithm", choices=sorted(algorithms.ALGORITHMS), default="BestFitDecreasing")
     p.add_argument("--truncate", action="store_true")
-    p.add_argument("--closing-pass", dest="closing_pass", action="store_true", default=False,
-                   help="experimental swap-and-repack pass after BFD (keeps the result only if shorter)")
+    p.add_argument("--closing-pass", dest="closing_pass", action="store_true", default=True,
+                   help="closing pass on the length histogram (default on; kept only if it uses strictly fewer sequences)")
     p.add_argument("--no-closing-pass", dest="closing_pass", action="store_false")
     p.add_argument("--shards", type=int, default=1, help="accepted for symmetry with the builders; unused")
     p.add_argument("--output", required=True)
