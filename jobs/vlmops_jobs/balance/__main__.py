@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from vlmops_jobs.common.result import JobError, emit_result, run_main
+from vlmops_jobs.common.result import JobError, emit_result, exit_now, run_main
 
 
 class _Parser(argparse.ArgumentParser):
@@ -88,4 +88,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(run_main(main))
+    exit_now(run_main(main))

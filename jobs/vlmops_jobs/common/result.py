@@ -52,3 +52,20 @@ def run_main(fn, argv: list[str] | None = None) -> int:
     except JobError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+
+
+def exit_now(code: int) -> None:
+    """End the job process with `code`, skipping interpreter finalization.
+
+    Everything a job produces is committed before its main returns; what finalization adds is
+    risk: native thread pools (pyarrow's, seen here) can abort at teardown with "terminate called
+    without an active exception", turning exit code 2 ("bad input, do not retry") or 0 into -6.
+    """
+    import os
+
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    os._exit(code)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from ..common.result import run_main
+from ..common.result import exit_now, run_main
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,4 +30,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())

@@ -1,6 +1,6 @@
 import sys
 
-from ..common.result import run_main
+from ..common.result import exit_now, run_main
 from .trainer import main
 
-sys.exit(run_main(main))
+exit_now(run_main(main))

@@ -9,6 +9,7 @@ def format_validation_error(err: ValidationError) -> str:
     lines = []
     for e in err.errors():
         path = ".".join(str(p) for p in ("spec", *e["loc"]))
-        msg = e["msg"].removeprefix("Value error, ")
-        lines.append(f"{path}: {msg}")
+        # One model validator may report several broken rules, joined by "; " (rules.check_rules).
+        for msg in e["msg"].removeprefix("Value error, ").split("; "):
+            lines.append(f"{path}: {msg}")
     return "; ".join(lines)

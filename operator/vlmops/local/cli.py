@@ -10,7 +10,7 @@ from rich.table import Table
 
 from .state import Workdir
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # never wrap: error lines stay greppable
 _STYLE = {"start": "cyan", "progress": "dim", "done": "green", "failed": "bold red", "skip": "dim"}
 
 

@@ -5,7 +5,7 @@ import copy
 import uuid
 from typing import Any, Callable
 
-from ..api.kinds import KINDS
+from .. import childstate
 from ..conditions import now
 from .executor import PodRun, run_pods
 from .state import Workdir, read_json, write_json
@@ -59,9 +59,34 @@ class LocalKube:
         return read_json(p) if p.exists() else None
 
     def create_child(self, manifest: dict[str, Any]) -> dict[str, Any]:
-        """Run the child to completion, then record it (a run killed midway records nothing, so the
-        next `vlmops run` starts the child again; the jobs themselves skip finished shards)."""
+        """Record the child as created and running, like the API server plus a controller that has
+        just started it; `execute()` (called by the runner) then runs it and records the outcome."""
         child = copy.deepcopy(manifest)
+        at = now()
+        if child["kind"] == "Job":
+            child["status"] = {"active": 1, "startTime": at}
+        else:
+            child["status"] = {"startTime": at, "conditions": [
+                {"type": "Created", "status": "True", "reason": "PyTorchJobCreated", "lastTransitionTime": at},
+                {"type": "Running", "status": "True", "reason": "PyTorchJobRunning", "lastTransitionTime": at}]}
+        write_json(self.wd.child_path(child["kind"], child["metadata"]["name"]), child)
+        self.writes += 1
+        return child
+
+    def unfinished_children(self, kind: str, name: str) -> list[dict[str, Any]]:
+        """Children of a CR without a terminal condition: just created, or left by a killed run."""
+        out = []
+        for p in sorted((self.wd.root / "state" / "children").glob("*.json")):
+            child = read_json(p)
+            labels = child["metadata"].get("labels") or {}
+            if labels.get("vlmops.dev/kind") != kind or labels.get("vlmops.dev/name") != name:
+                continue
+            if childstate.state(child).phase not in ("Succeeded", "Failed"):
+                out.append(child)
+        return out
+
+    def execute(self, child: dict[str, Any]) -> dict[str, Any]:
+        """Run a child's pods to completion and record its terminal status and pods."""
         name = child["metadata"]["name"]
         labels = child["metadata"].get("labels") or {}
         parent = f"{labels.get('vlmops.dev/kind')}/{labels.get('vlmops.dev/name')}"
@@ -89,11 +114,13 @@ class LocalKube:
             cmd = container["command"]
             world = int(cmd[cmd.index("--nnodes") + 1]) * int(cmd[cmd.index("--nproc-per-node") + 1])
             self.on_event("start", f"{parent}: {step} (torchrun, {world} local ranks)")
-            runs = run_pods(container, [0], 1, log_dir, name, world_size=world)
+            out = cmd[cmd.index("--output") + 1] if "--output" in cmd else None
+            with _ProgressWatch(out, lambda msg: self.on_event("progress", f"{parent}: {msg}")):
+                runs = run_pods(container, [0], 1, log_dir, name, world_size=world)
             child["status"] = _pytorchjob_status(runs[0])
             template_labels = master["template"]["metadata"].get("labels") or {}
         pods = [_pod(name, template_labels, r, container["name"]) for r in runs]
-        write_json(self.wd.pods_path(name), pods)
+        write_json(self.wd.pods_path(name), pods)  # pods first: the parent reads results from them
         write_json(self.wd.child_path(child["kind"], name), child)
         self.writes += 1
         failed = [r for r in runs if r.exit_code != 0]
@@ -119,6 +146,36 @@ class LocalKube:
     def post_event(self, obj: dict[str, Any], type_: str, reason: str, message: str, at: str) -> None:
         with open(self.wd.root / "events.log", "a") as f:
             f.write(f"{at} {type_} {obj['kind']}/{obj['metadata']['name']} {reason}: {message}\n")
+
+
+class _ProgressWatch:
+    """While a training child runs, report its progress.json (step, loss, tokens/s) as it moves."""
+
+    def __init__(self, output: str | None, emit: Callable[[str], None], every: float = 2.0):
+        import threading
+
+        self.output, self.emit, self.every = output, emit, every
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        from .. import progress
+
+        last = None
+        while not self.stop.wait(self.every):
+            doc = progress.read(self.output) if self.output else None
+            if doc and doc.get("step") != last:
+                last = doc.get("step")
+                self.emit(f"step {doc.get('step')}/{doc.get('totalSteps')} loss {doc.get('loss')} "
+                          f"{doc.get('tokensPerSecond')} tokens/s")
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
 
 
 def _pod(child: str, labels: dict[str, str], run: PodRun, container: str) -> dict[str, Any]:

@@ -113,16 +113,32 @@ def run(docs: list[Doc], workdir: Workdir, storage: str | None = None, parallel:
         if only and name not in only:
             continue
         _forget_failed_children(kube, kind, name)
-        out = reconcile(kube, kind, NAMESPACE, name, ctx or BuildContext())
+        created = _drive(kube, kind, name, ctx or BuildContext())
         obj = kube.get_cr(kind, NAMESPACE, name) or {}
         phase = (obj.get("status") or {}).get("phase") or "Pending"
         result.phases[(kind, name)] = phase
-        if on_event and not out.created and phase in ("Ready", "Succeeded"):
+        if on_event and not created and phase in ("Ready", "Succeeded"):
             on_event("skip", f"{kind}/{name}: already {phase}")
         if phase == "Failed":
             result.failed.append(f"{kind}/{name}: {(obj.get('status') or {}).get('message')}")
             break  # dependents cannot start; finished work stays recorded for the next run
     return result
+
+
+def _drive(kube: LocalKube, kind: str, name: str, ctx: BuildContext) -> int:
+    """Reconcile, run what the reconcile created (or a killed run left unfinished), repeat until
+    the CR settles: the same Pending -> Running -> Ready sequence the cluster goes through."""
+    created = 0
+    for _ in range(100):
+        out = reconcile(kube, kind, NAMESPACE, name, ctx)
+        created += len(out.created)
+        pending = kube.unfinished_children(kind, name)
+        if not pending:
+            return created
+        for child in pending:
+            kube.execute(child)
+        created += 1
+    raise RunError(f"{kind}/{name} did not settle after 100 reconciles")
 
 
 def _forget_failed_children(kube: LocalKube, kind: str, name: str) -> None:
