@@ -1,6 +1,7 @@
--- Argo CD health for vlmops.dev/EvalSuite (resource.customizations.health.vlmops.dev_EvalSuite).
--- Reads the kstatus conditions every vlmops kind keeps: Succeeded (done), Reconciling, Stalled.
-local DONE = "Succeeded"
+-- Argo CD health for vlmops.dev/{{KIND}} (resource.customizations.health.vlmops.dev_{{KIND}}).
+-- Reads the kstatus conditions every vlmops kind keeps: {{DONE}} (done), Reconciling, Stalled.
+-- One template for all kinds: charts/sync_argocd.py fills in KIND and DONE.
+local DONE = "{{DONE}}"
 local hs = { status = "Progressing", message = "Waiting for the vlmops operator to observe this resource" }
 if obj.status == nil then
   return hs
