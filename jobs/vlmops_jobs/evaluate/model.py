@@ -14,7 +14,6 @@ digest or the manifest's own digest (the stage's `status.output.digest`).
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -88,15 +87,8 @@ def copy_to_local(uri: str, dest: str, log=print, label: str = "model uri") -> t
     return copied, total, dt
 
 
-def _hash_file(path: str, chunk: int = 8 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            b = f.read(chunk)
-            if not b:
-                break
-            h.update(b)
-    return "sha256:" + h.hexdigest()
+def _hash_file(path: str) -> str:
+    return storage.sha256_uri(path)
 
 
 def file_digests(local_dir: str) -> dict[str, str]:

@@ -26,6 +26,7 @@ import torch
 
 from ..common import storage
 from ..common.result import JobError
+from ..pack.lengths import smart_resize  # the packer's rule, so token counts agree exactly
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -108,20 +109,6 @@ def _local_copy(path: str) -> str:
 # ------------------------------------------------------------------------------------------
 # Images
 # ------------------------------------------------------------------------------------------
-def smart_resize(h: int, w: int, factor: int = FACTOR, min_pixels: int = 3136, max_pixels: int = 2560000):
-    hb = max(factor, round(h / factor) * factor)
-    wb = max(factor, round(w / factor) * factor)
-    if hb * wb > max_pixels:
-        beta = math.sqrt(h * w / max_pixels)
-        hb = max(factor, math.floor(h / beta / factor) * factor)
-        wb = max(factor, math.floor(w / beta / factor) * factor)
-    elif hb * wb < min_pixels:
-        beta = math.sqrt(min_pixels / (h * w))
-        hb = math.ceil(h * beta / factor) * factor
-        wb = math.ceil(w * beta / factor) * factor
-    return hb, wb
-
-
 def image_grid(h: int, w: int, tokens: int | None) -> tuple[int, int]:
     """Grid (rows, cols) of 28px cells: the packing job's count when it is known."""
     hb, wb = smart_resize(h, w)
