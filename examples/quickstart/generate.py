@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     out = Path(args.out.removeprefix("file://"))
     marker = out / "generated.json"
-    want = {"samples": args.samples, "seed": args.seed, "version": 1}
+    want = {"samples": args.samples, "seed": args.seed, "version": 2}  # bump when generators change
     if marker.exists() and json.loads(marker.read_text()) == want:
         print(f"quickstart data already in {out}")
         return 0

@@ -67,13 +67,20 @@ _QUESTIONS = [
 
 SPECIAL_TOKENS = ["<pad>", "<|im_start|>", "<|im_end|>", "<image>"]
 
-# Qwen2-style ChatML template (default system prompt when the conversation has none).
+# Qwen2-style ChatML template (default system prompt when the conversation has none). Content is
+# a string, or (as transformers 5 and multimodal callers pass it) a list of text/image parts;
+# both render the same text for the same conversation.
 CHAT_TEMPLATE = (
     "{% for message in messages %}"
     "{% if loop.first and message['role'] != 'system' %}"
     "{{ '<|im_start|>system\\nYou are a helpful assistant.<|im_end|>\\n' }}"
     "{% endif %}"
-    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' }}"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for part in message['content'] %}"
+    "{% if part['type'] == 'text' %}{{ part['text'] }}{% elif part['type'] == 'image' %}{{ '<image>' }}{% endif %}"
+    "{% endfor %}{% endif %}"
+    "{{ '<|im_end|>' + '\\n' }}"
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
 )
