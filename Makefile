@@ -1,19 +1,22 @@
 # The README's two commands are `make quickstart` and `make test`; both build what they need.
 SHELL := /bin/bash
-VENV = $(shell bash .ci/venv.sh)
+VENV := $(shell bash .ci/venv.sh)
 PY = PYTHONPATH=$(CURDIR)/operator:$(CURDIR)/jobs OMP_NUM_THREADS=1 $(VENV)/bin/python
 WORKDIR ?= $(CURDIR)/.vlmops-work
 
-.PHONY: test quickstart crds lock venv bench render
+.PHONY: test quickstart crds lock venv venv-ok bench render
 
 venv:
 	@echo $(VENV)
 
-test:
+venv-ok:
+	@test -x "$(VENV)/bin/python" || { echo "error: building the virtualenv failed (see above; .ci/venv.sh)" >&2; exit 1; }
+
+test: venv-ok
 	$(PY) -m vlmops crds --check
 	$(PY) -m pytest -q
 
-quickstart:
+quickstart: venv-ok
 	$(PY) examples/quickstart/generate.py --out $(WORKDIR)/storage/quickstart/data
 	$(PY) -m vlmops run -f examples/quickstart/ --workdir $(WORKDIR)
 

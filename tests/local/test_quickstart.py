@@ -39,6 +39,18 @@ def workdir(tmp_path_factory):
     return wd
 
 
+def _processes_using(wd: Path) -> list[int]:
+    """PIDs of processes started for this workdir (pods carry their termination-log path in env)."""
+    found = []
+    for env in Path("/proc").glob("[0-9]*/environ"):
+        try:
+            if str(wd).encode() in env.read_bytes():
+                found.append(int(env.parent.name))
+        except OSError:
+            continue
+    return found
+
+
 def _crs(wd: Path) -> dict[str, dict]:
     return {json.loads(p.read_text())["metadata"]["name"]: json.loads(p.read_text())
             for p in (wd / "state" / "crs").glob("*.json")}
@@ -79,8 +91,10 @@ def test_quickstart_interrupted_resumed_and_idempotent(workdir):
         if proc.poll() is not None:
             pytest.fail("runner exited early:\n" + proc.stdout.read())
         time.sleep(0.5)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
+    proc.send_signal(signal.SIGTERM)  # like `kill`, a CI timeout, or a closed terminal
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "run the same command again to resume" in out
+    assert _processes_using(wd) == [], "the runner left pods running"
     crs = _crs(wd)
     assert crs["qs-balanced"]["status"]["phase"] == "Ready"
     assert crs["qs-packed"]["status"]["phase"] == "Ready"
@@ -121,6 +135,8 @@ def test_quickstart_interrupted_resumed_and_idempotent(workdir):
     assert r.returncode == 0
     names = re.findall(r"^\s*(\w+)/([\w-]+) \[", r.stdout, re.M)
     assert names[0] == ("EvalSuite", "qs-eval") and ("BalancedCorpus", "qs-balanced") in names
+
+    assert _processes_using(wd) == [], "jobs left helper processes behind"
 
     # 4. A third run changes nothing.
     before = {p: p.stat().st_mtime for p in (wd / "state").rglob("*.json")}

@@ -61,8 +61,16 @@ def exit_now(code: int) -> None:
     risk: native thread pools (pyarrow's, seen here) can abort at teardown with "terminate called
     without an active exception", turning exit code 2 ("bad input, do not retry") or 0 into -6.
     """
+    import multiprocessing
     import os
 
+    # Helpers a library spawned (megatron's persistent checkpoint writer, loader workers) would
+    # otherwise outlive the job: os._exit skips multiprocessing's own atexit cleanup.
+    children = multiprocessing.active_children()
+    for p in children:
+        p.terminate()
+    for p in children:
+        p.join(timeout=10)
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

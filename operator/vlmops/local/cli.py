@@ -38,10 +38,18 @@ def _event(what: str, message: str) -> None:
     console.print(f"[{_STYLE.get(what, '')}]{what:>8}[/] {message}")
 
 
+def _interrupt(signum, frame) -> None:
+    """SIGTERM (kill, CI timeouts) unwinds like Ctrl-C, so running pods are taken down with us."""
+    raise KeyboardInterrupt
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
+    import signal
+
     from ..manifests import ManifestError, load, ours
     from .runner import RunError, run
 
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         docs = ours(load(args.file))
         wd = Workdir(args.workdir)
@@ -50,6 +58,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     except (ManifestError, RunError) as e:
         console.print(f"[bold red]error:[/] {e}")
         return 2
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted:[/] finished steps are kept; run the same command again to resume")
+        return 130
     _print_table(wd)
     if not args.no_report:
         from .report import write_report

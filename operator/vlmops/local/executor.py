@@ -57,6 +57,29 @@ def _env(container: dict[str, Any], extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
+def kill_tree(pid: int, grace: float = 10.0) -> None:
+    """Terminate a process and every descendant (torchrun's ranks, their helper processes), like
+    a pod's containers dying together; SIGKILL whatever is left after `grace` seconds."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        procs = root.children(recursive=True) + [root]
+    except psutil.NoSuchProcess:
+        return
+    for p in procs:
+        try:
+            p.terminate()
+        except psutil.NoSuchProcess:
+            pass
+    _, alive = psutil.wait_procs(procs, timeout=grace)
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+
+
 def run_pods(container: dict[str, Any], indices: list[int], parallel: int, log_dir: Path, child: str,
              world_size: int | None = None, on_done: Callable[[PodRun], None] | None = None) -> list[PodRun]:
     command = _local_command(list(container["command"]), world_size)
@@ -70,7 +93,9 @@ def run_pods(container: dict[str, Any], indices: list[int], parallel: int, log_d
         with open(log, "w") as f:
             f.write("$ " + " ".join(command) + "\n")
             f.flush()
-            proc = subprocess.run(command, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+            proc = subprocess.Popen(command, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+            running.append(proc)
+            proc.wait()
         message = term.read_text() if term.exists() else ""
         if proc.returncode != 0 and not message:
             lines = log.read_text(errors="replace").strip().splitlines()
@@ -81,5 +106,14 @@ def run_pods(container: dict[str, Any], indices: list[int], parallel: int, log_d
             on_done(run)
         return run
 
-    with ThreadPoolExecutor(max_workers=max(1, min(parallel, len(indices)))) as pool:
+    running: list[subprocess.Popen] = []
+    pool = ThreadPoolExecutor(max_workers=max(1, min(parallel, len(indices))))
+    try:
         return list(pool.map(one, indices))
+    except BaseException:  # interrupted (Ctrl-C, SIGTERM): take every pod down with us
+        pool.shutdown(wait=False, cancel_futures=True)
+        for proc in running:
+            kill_tree(proc.pid)
+        raise
+    finally:
+        pool.shutdown(wait=True)
