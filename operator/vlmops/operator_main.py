@@ -25,6 +25,7 @@ def load_config(path: str | None) -> BuildContext:
     return BuildContext(
         images={**base.images, **(data.get("images") or {})},
         storage=Storage.model_validate(data["storage"]) if data.get("storage") else None,
+        storage_prefix=data.get("storagePrefix") or None,
         service_account=data.get("jobServiceAccount"),
     )
 

@@ -19,6 +19,7 @@ from . import childstate, conditions, results
 from .api.errors import format_validation_error
 from .api.kinds import KINDS
 from .builders import BuildContext, Plan, build, parse_spec, references
+from .builders.uris import relative_locations, resolve_uris
 from .builders.common import LABEL_GENERATION, LABEL_KIND, LABEL_NAME, LABEL_STEP
 from .kube import Kube
 from .metrics import CHILD_FAILURES, RECONCILE_ERRORS, RECONCILE_TIME, RECONCILE_TOTAL
@@ -82,6 +83,13 @@ def desired_status(kube: Kube, obj: dict[str, Any], ctx: BuildContext) -> tuple[
     except ValidationError as e:
         return state("Invalid", "InvalidSpec", format_validation_error(e)), out
 
+    relative = list(relative_locations(obj.get("spec") or {}))
+    if relative and not ctx.storage_prefix:
+        return state("Invalid", "InvalidSpec", "; ".join(
+            f"{path}: relative location {value!r} needs a storage prefix (chart value jobs.storage.prefix) "
+            "or an absolute URI" for path, value in relative)), out
+    if relative:
+        obj = {**obj, "spec": resolve_uris(obj["spec"], ctx.storage_prefix)}
     inputs = {ref: kube.get_cr(ref[0], ns, ref[1]) for ref in references(kind_name, spec)}
     plan: Plan = build(obj, inputs, ctx)
     if plan.waiting_for:

@@ -24,7 +24,7 @@ ALL_ON: dict[str, Any] = {
         "dashboard": {"enabled": True},
     },
     "jobs": {"storage": {"endpointURL": "http://minio.storage:9000", "region": "us-east-1",
-                         "secretName": "vlmops-s3"},
+                         "secretName": "vlmops-s3", "prefix": "s3://vlm-data/runs"},
              "serviceAccountName": "vlmops-job"},
 }
 

@@ -110,6 +110,7 @@ def test_config_file_loads_into_build_context(all_objs, tmp_path):
         "images": {"data": "ghcr.io/vlmops/vlmops-data:0.1.0", "train": "ghcr.io/vlmops/vlmops-train:0.1.0",
                    "eval": "ghcr.io/vlmops/vlmops-eval:0.1.0"},
         "storage": {"endpointURL": "http://minio.storage:9000", "region": "us-east-1", "secretName": "vlmops-s3"},
+        "storagePrefix": "s3://vlm-data/runs",
         "jobServiceAccount": "vlmops-job",
     }
     om = pytest.importorskip("vlmops.operator_main")
@@ -119,6 +120,7 @@ def test_config_file_loads_into_build_context(all_objs, tmp_path):
     assert ctx.images["train"] == "ghcr.io/vlmops/vlmops-train:0.1.0"
     assert ctx.storage.endpoint_url == "http://minio.storage:9000" and ctx.storage.secret_name == "vlmops-s3"
     assert ctx.service_account == "vlmops-job"
+    assert ctx.storage_prefix == "s3://vlm-data/runs"
 
 
 def test_default_config_matches_builder_defaults(default_objs, tmp_path):
@@ -126,7 +128,7 @@ def test_default_config_matches_builder_defaults(default_objs, tmp_path):
     builders = pytest.importorskip("vlmops.builders.common")
     cfg = yaml.safe_load(one(default_objs, "ConfigMap", "vlmops-config")["data"]["config.yaml"])
     assert cfg["images"] == builders.BuildContext().images
-    assert cfg["storage"] is None and cfg["jobServiceAccount"] is None
+    assert cfg["storage"] is None and cfg["jobServiceAccount"] is None and cfg["storagePrefix"] is None
 
 
 def test_job_image_overrides(helm):

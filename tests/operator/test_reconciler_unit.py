@@ -241,3 +241,24 @@ def test_required_permissions_cover_every_call():
     assert {"get", "list", "watch", "create", "patch"} <= perms[("batch", "jobs")]
     assert {"get", "list", "watch", "create", "patch"} <= perms[("kubeflow.org", "pytorchjobs")]
     assert {"list"} <= perms[("", "pods")] and {"create"} <= perms[("", "events")]
+
+
+def test_relative_locations_need_a_storage_prefix():
+    """The quickstart's relative URIs: rejected with the field path without a prefix, resolved
+    against the chart's jobs.storage.prefix with one."""
+    pds = _pds()
+    pds["spec"]["output"]["uri"] = "runs/packed"
+    pds["spec"]["tokenizer"] = "models/tok"
+    kube = FakeKube([pds])
+    out = _run(kube)
+    st = kube.crs[("PackedDataset", "llava-558k-8k")]["status"]
+    assert out.created == [] and st["phase"] == "Failed"
+    assert "spec.output.uri: relative location 'runs/packed' needs a storage prefix" in st["message"]
+    assert "spec.tokenizer" in st["message"]
+    kube = FakeKube([pds])
+    out = reconciler.reconcile(kube, "PackedDataset", "ns", "llava-558k-8k",
+                               BuildContext(storage_prefix="s3://bucket/vlmops"))
+    (child,) = out.created
+    cmd = kube.children[child]["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert cmd[cmd.index("--output") + 1] == "s3://bucket/vlmops/runs/packed"
+    assert cmd[cmd.index("--tokenizer") + 1] == "s3://bucket/vlmops/models/tok"

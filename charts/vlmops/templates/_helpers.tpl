@@ -133,5 +133,6 @@ storage:
 {{- else }}
 storage: null
 {{- end }}
+storagePrefix: {{ if .Values.jobs.storage.prefix }}{{ .Values.jobs.storage.prefix | quote }}{{ else }}null{{ end }}
 jobServiceAccount: {{ if .Values.jobs.serviceAccountName }}{{ .Values.jobs.serviceAccountName | quote }}{{ else }}null{{ end }}
 {{- end -}}

@@ -37,6 +37,7 @@ class BuildContext:
         "eval": f"ghcr.io/vlmops/vlmops-eval:{__version__}",
     })
     storage: Storage | None = None
+    storage_prefix: str | None = None  # relative spec locations resolve against it (builders/uris.py)
     service_account: str | None = None
     image_pull_policy: str = "IfNotPresent"
 

@@ -3,21 +3,17 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Callable
 
 from ..api.kinds import KINDS
 from ..builders import BuildContext, parse_spec, references
+from ..builders.uris import resolve_uris
 from ..manifests import Doc, validate, with_defaults
 from ..reconciler import reconcile
 from .kube import LocalKube
 from .state import Workdir
 
 NAMESPACE = "local"
-# Spec fields that hold storage locations; relative values resolve against --storage.
-_URI_FIELDS = {"uri", "tokenizer", "includePath", "checkpoint"}
-
-
 class RunError(Exception):
     pass
 
@@ -27,31 +23,6 @@ class RunResult:
     order: list[tuple[str, str]]
     phases: dict[tuple[str, str], str] = field(default_factory=dict)
     failed: list[str] = field(default_factory=list)
-
-
-def resolve_uris(spec: Any, storage: str) -> Any:
-    """Make relative locations absolute under the storage prefix, so the same YAML runs on a
-    laptop (file://<workdir>/storage) and against a bucket (--storage s3://bucket/prefix)."""
-    if isinstance(spec, dict):
-        out = {}
-        for k, v in spec.items():
-            if k in _URI_FIELDS and isinstance(v, str) and "://" not in v and not v.startswith("/"):
-                out[k] = _join(storage, v)
-            elif k == "embedder" and isinstance(v, dict) and isinstance(v.get("model"), str) \
-                    and "://" not in v["model"] and not v["model"].startswith("/"):
-                out[k] = {**resolve_uris(v, storage), "model": _join(storage, v["model"])}
-            else:
-                out[k] = resolve_uris(v, storage)
-        return out
-    if isinstance(spec, list):
-        return [resolve_uris(v, storage) for v in spec]
-    return spec
-
-
-def _join(prefix: str, rel: str) -> str:
-    if prefix.startswith("file://"):
-        return str(Path(prefix.removeprefix("file://")) / rel)  # local paths work for tokenizers too
-    return prefix.rstrip("/") + "/" + rel
 
 
 def order(docs: list[Doc]) -> list[tuple[str, str]]:
