@@ -38,6 +38,36 @@ def _event(what: str, message: str) -> None:
     console.print(f"[{_STYLE.get(what, '')}]{what:>8}[/] {message}")
 
 
+class _LiveTable:
+    """On a terminal: the CR table (like `kubectl get vlmops -w`) redrawn on every event, with the
+    latest progress line under it; finished events still scroll above. Elsewhere: event lines."""
+
+    def __init__(self, wd: Workdir):
+        from rich.live import Live
+
+        self.wd, self.activity = wd, ""
+        self.live = Live(self._render(), console=console, refresh_per_second=4, transient=True)
+
+    def _render(self):
+        from rich.console import Group
+        from rich.text import Text
+
+        return Group(_table(self.wd), Text(self.activity, style="cyan"))
+
+    def __call__(self, what: str, message: str) -> None:
+        if what in ("done", "failed", "skip"):
+            self.live.console.print(f"[{_STYLE.get(what, '')}]{what:>8}[/] {message}")
+        self.activity = f"{what}: {message}"
+        self.live.update(self._render())
+
+    def __enter__(self):
+        self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        return self.live.__exit__(*exc)
+
+
 def _interrupt(signum, frame) -> None:
     """SIGTERM (kill, CI timeouts) unwinds like Ctrl-C, so running pods are taken down with us."""
     raise KeyboardInterrupt
@@ -53,8 +83,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     try:
         docs = ours(load(args.file))
         wd = Workdir(args.workdir)
-        result = run(docs, wd, storage=args.storage, parallel=args.parallel, on_event=_event,
-                     only=set(args.only) if args.only else None)
+        live = _LiveTable(wd) if console.is_terminal else None
+        with live or _nothing():
+            result = run(docs, wd, storage=args.storage, parallel=args.parallel, on_event=live or _event,
+                         only=set(args.only) if args.only else None)
     except (ManifestError, RunError) as e:
         console.print(f"[bold red]error:[/] {e}")
         return 2
@@ -74,7 +106,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _nothing():
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
 def _print_table(wd: Workdir) -> None:
+    Console().print(_table(wd))
+
+
+def _table(wd: Workdir) -> Table:
     from .runner import status_rows
 
     t = Table(title=f"vlmops ({wd.root})")
@@ -83,7 +125,7 @@ def _print_table(wd: Workdir) -> None:
     for row in status_rows(wd):
         color = {"Failed": "red", "Ready": "green", "Succeeded": "green"}.get(row["phase"], "yellow")
         t.add_row(row["kind"], row["name"], f"[{color}]{row['phase']}[/]", row["detail"], row["message"][:120])
-    Console().print(t)
+    return t
 
 
 def _cmd_status(args: argparse.Namespace) -> int:
