@@ -185,3 +185,19 @@ def test_pytorchjob_check_catches_unknown_fields(recipe):
     m["spec"]["runPolicy"]["cleanupPolicy"] = "All"  # misspelt cleanPodPolicy
     with pytest.raises(AssertionError, match="runPolicy.cleanupPolicy"):
         _validate_pytorchjob(m)
+
+
+def test_eval_checks_the_stage_export_digest(recipe):
+    objs, ready = _pipeline(recipe)
+    stage = ready[("VLMTrainingStage", "stage-2-instruct")]
+    stage["status"]["output"]["digest"] = "sha256:abc"
+    ev = objs[("EvalSuite", "stage-2-eval")]
+    cmd = build(ev, ready).steps[0].manifest["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert cmd[cmd.index("--model-uri") + 1] == stage["status"]["hf"]
+    assert cmd[cmd.index("--model-digest") + 1] == "sha256:abc"
+    assert cmd[cmd.index("--expected-version") + 1] == "0.7.3"
+    ev2 = copy.deepcopy(ev)
+    ev2["spec"]["model"] = {"huggingFace": "lmms-lab/LLaVA-OneVision-1.5-8B-Instruct"}
+    cmd = build(ev2, ready).steps[0].manifest["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert cmd[cmd.index("--model-uri") + 1] == "lmms-lab/LLaVA-OneVision-1.5-8B-Instruct"  # HF cache lookup
+    assert "--model-digest" not in cmd

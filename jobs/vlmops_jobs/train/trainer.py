@@ -73,6 +73,9 @@ def _trainable(s: str) -> tuple[str, ...]:
 def validate(args, world: int) -> dict[str, Any]:
     """Everything checkable before a process group exists."""
     preset = preset_from_model_json(args.model_json) if args.model_json else PRESETS[args.preset]
+    if args.init_from and args.init_from.startswith("hf://"):
+        raise JobError(f"init-from {args.init_from}: starting from Hugging Face weights needs an HF-to-megatron "
+                       "conversion this trainer does not have yet; convert them and use initFrom.checkpoint")
     tp, pp, cp = args.tensor, args.pipeline, args.context
     if min(tp, pp, cp) < 1:
         raise JobError("parallelism: tensor/pipeline/context must be >= 1")

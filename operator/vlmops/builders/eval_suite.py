@@ -8,30 +8,32 @@ from .common import BuildContext, Plan, Step, flag_args, job, py
 from .inputs import Inputs, resolve
 
 
-def model_uri(spec: EvalSuiteSpec, inputs: Inputs, waiting: list[str]) -> str | None:
+def model_uri(spec: EvalSuiteSpec, inputs: Inputs, waiting: list[str]) -> tuple[str | None, str | None]:
+    """(model location, expected digest): a stage's export is checked against the digest of the
+    stage's output manifest, so the eval cannot silently score different weights."""
     ref = spec.model
     if ref.training_stage:
         stage = resolve(inputs, "VLMTrainingStage", ref.training_stage, waiting)
         if stage is None:
-            return None
-        hf = (stage.get("status") or {}).get("hf")
-        if not hf:
+            return None, None
+        status = stage.get("status") or {}
+        if not status.get("hf"):
             waiting.append(f"VLMTrainingStage/{ref.training_stage} has no Hugging Face export in status.hf")
-            return None
-        return hf
+            return None, None
+        return status["hf"], (status.get("output") or {}).get("digest")
     if ref.checkpoint:
-        return ref.checkpoint
-    return f"hf://{ref.hugging_face}"
+        return ref.checkpoint, None
+    return ref.hugging_face, None  # an HF repo id: looked up in the local HF cache, never downloaded
 
 
 def build(cr: dict[str, Any], spec: EvalSuiteSpec, inputs: Inputs, ctx: BuildContext) -> Plan:
     waiting: list[str] = []
-    model = model_uri(spec, inputs, waiting)
+    model, digest = model_uri(spec, inputs, waiting)
     if model is None:
         return Plan(waiting_for=waiting)
     le = spec.lmms_eval
     args = py("evaluate", "run", *flag_args([
-        ("--model-uri", model), ("--lmms-eval-model", le.model),
+        ("--model-uri", model), ("--model-digest", digest), ("--lmms-eval-model", le.model),
         ("--model-args", ",".join(f"{k}={v}" for k, v in sorted(le.model_args.items())) or None),
         ("--tasks", le.tasks), ("--batch-size", le.batch_size), ("--limit", le.limit),
         ("--include-path", le.include_path), ("--expected-version", le.version),
