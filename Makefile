@@ -4,7 +4,7 @@ VENV := $(shell bash .ci/venv.sh)
 PY = PYTHONPATH=$(CURDIR)/operator:$(CURDIR)/jobs OMP_NUM_THREADS=1 $(VENV)/bin/python
 WORKDIR ?= $(CURDIR)/.vlmops-work
 
-.PHONY: test quickstart crds lock venv venv-ok bench render
+.PHONY: test quickstart crds lock venv venv-ok bench render vlmops
 
 venv:
 	@echo $(VENV)
@@ -26,6 +26,9 @@ crds:  # regenerate crds/ from the API types and the chart's copy from crds/
 
 render:
 	$(PY) -m vlmops render -f examples/llava-ov-1.5/
+
+vlmops:  # any CLI command from the source tree, e.g. make vlmops ARGS="status --workdir .vlmops-work"
+	$(PY) -m vlmops $(ARGS)
 
 lock:
 	uv pip compile -q --python $$(bash -c 'ls $$HOME/.pyenv/versions/3.12.*/bin/python3.12 | head -1') \
