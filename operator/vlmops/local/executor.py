@@ -15,7 +15,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-REPO = Path(__file__).resolve().parents[3]
+# Where `vlmops` and `vlmops_jobs` are importable from (the source tree's operator/ and jobs/, or
+# site-packages when installed): pods get the same code the runner runs.
+_CODE_ROOTS = [str(Path(__file__).resolve().parents[2])]
+try:
+    import vlmops_jobs
+
+    _CODE_ROOTS.append(str(Path(vlmops_jobs.__file__).resolve().parents[1]))
+except ImportError:  # pragma: no cover - both packages ship in one distribution
+    pass
 
 
 @dataclass
@@ -48,7 +56,7 @@ def _env(container: dict[str, Any], extra: dict[str, str]) -> dict[str, str]:
         if "value" in e:
             env[e["name"]] = str(e["value"])
         # valueFrom (Secret refs): locally the credentials come from the caller's environment.
-    path = [str(REPO / "operator"), str(REPO / "jobs")]
+    path = list(dict.fromkeys(_CODE_ROOTS))
     if env.get("PYTHONPATH"):
         path.append(env["PYTHONPATH"])
     env["PYTHONPATH"] = os.pathsep.join(path)
@@ -93,7 +101,7 @@ def run_pods(container: dict[str, Any], indices: list[int], parallel: int, log_d
         with open(log, "w") as f:
             f.write("$ " + " ".join(command) + "\n")
             f.flush()
-            proc = subprocess.Popen(command, stdout=f, stderr=subprocess.STDOUT, env=env, cwd=REPO)
+            proc = subprocess.Popen(command, stdout=f, stderr=subprocess.STDOUT, env=env)
             running.append(proc)
             proc.wait()
         message = term.read_text() if term.exists() else ""
