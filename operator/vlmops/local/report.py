@@ -72,9 +72,9 @@ def _eval_table(obj: dict[str, Any]) -> str:
 
 def write_report(wd: Workdir) -> Path:
     from .cli import lineage
-    from .runner import status_rows
+    from .runner import ordered_crs, status_rows
 
-    crs = wd.crs()
+    crs = ordered_crs(wd)
     parts = ["<!doctype html><meta charset=utf-8><title>vlmops report</title>",
              "<style>body{font:14px sans-serif;margin:2em;max-width:1100px}td,th{border:1px solid #ccc;"
              "padding:4px 8px}table{border-collapse:collapse}img{max-width:640px;margin:8px}</style>",

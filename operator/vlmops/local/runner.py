@@ -36,11 +36,16 @@ def order(docs: list[Doc]) -> list[tuple[str, str]]:
             raise RunError(f"{d.key[0]}/{d.key[1]} references " + ", ".join(f"{k}/{n}" for k, n in missing)
                            + ", which is not defined in the given files")
         deps[d.key] = refs
+    return topo_order(deps)
+
+
+def topo_order(deps: dict[tuple[str, str], list[tuple[str, str]]]) -> list[tuple[str, str]]:
+    """Inputs before the CRs that read them (references outside `deps` are ignored)."""
     out: list[tuple[str, str]] = []
     state: dict[tuple[str, str], int] = {}
 
     def visit(k: tuple[str, str], path: list[tuple[str, str]]) -> None:
-        if state.get(k) == 2:
+        if state.get(k) == 2 or k not in deps:
             return
         if state.get(k) == 1:
             raise RunError("reference cycle: " + " -> ".join(f"{a}/{b}" for a, b in path + [k]))
@@ -50,9 +55,16 @@ def order(docs: list[Doc]) -> list[tuple[str, str]]:
         state[k] = 2
         out.append(k)
 
-    for d in docs:
-        visit(d.key, [])
+    for k in deps:
+        visit(k, [])
     return out
+
+
+def ordered_crs(workdir: Workdir) -> list[dict[str, Any]]:
+    """The workdir's CRs, inputs first (tables, the report and loss curves read in this order)."""
+    by_key = {(o["kind"], o["metadata"]["name"]): o for o in workdir.crs()}
+    deps = {k: references(k[0], parse_spec(o)) for k, o in by_key.items()}
+    return [by_key[k] for k in topo_order(deps)]
 
 
 def run(docs: list[Doc], workdir: Workdir, storage: str | None = None, parallel: int = 2,
@@ -123,7 +135,7 @@ def _forget_failed_children(kube: LocalKube, kind: str, name: str) -> None:
 
 def status_rows(workdir: Workdir) -> list[dict[str, Any]]:
     rows = []
-    for obj in workdir.crs():
+    for obj in ordered_crs(workdir):
         st = obj.get("status") or {}
         stats = st.get("stats") or {}
         prog = st.get("progress") or {}
