@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vlmops_jobs.common import storage
-from vlmops_jobs.common.result import JobError
+from vlmops_jobs.common.result import JobError, shard_index
 
 from . import tables
 from .retrieve import _fault, log
@@ -110,13 +110,7 @@ def _parquet(t: pa.Table) -> bytes:
 def run_embed(a) -> dict[str, Any]:
     from PIL import Image
 
-    if a.shard is None:
-        env = os.environ.get("JOB_COMPLETION_INDEX")
-        if env is None:
-            raise JobError("embed shard: not given (--shard) and JOB_COMPLETION_INDEX is not set")
-        a.shard = int(env)
-    if a.shards < 1 or not (0 <= a.shard < a.shards):
-        raise JobError(f"embed shard: {a.shard} is not in [0, {a.shards})")
+    a.shard = shard_index(a.shard, a.shards, "embed")
     if a.batch_size < 1:
         raise JobError(f"source embedder batch-size: {a.batch_size} must be >= 1")
     t_start = time.perf_counter()

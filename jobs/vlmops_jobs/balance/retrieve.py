@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vlmops_jobs.common import storage
-from vlmops_jobs.common.result import JobError, emit_result
+from vlmops_jobs.common.result import JobError, emit_result, shard_index
 
 from . import tables
 
@@ -179,13 +179,7 @@ def search(index, q: np.ndarray, k: int, concepts: np.ndarray) -> tuple[np.ndarr
 # ---------------------------------------------------------------- the shard
 
 def run_retrieve(a) -> dict[str, Any]:
-    if a.shard is None:
-        env = os.environ.get("JOB_COMPLETION_INDEX")
-        if env is None:
-            raise JobError("retrieve shard: not given (--shard) and JOB_COMPLETION_INDEX is not set")
-        a.shard = int(env)
-    if a.shards < 1 or not (0 <= a.shard < a.shards):
-        raise JobError(f"retrieve shard: {a.shard} is not in [0, {a.shards})")
+    a.shard = shard_index(a.shard, a.shards, "retrieve")
     if a.top_k < 1:
         raise JobError(f"retrieval top-k: {a.top_k} must be >= 1")
     if not a.output:

@@ -77,3 +77,17 @@ def exit_now(code: int) -> None:
         except Exception:
             pass
     os._exit(code)
+
+
+def shard_index(shard: int | None, shards: int, what: str) -> int:
+    """`--shard`, else Kubernetes' `JOB_COMPLETION_INDEX` (Indexed Jobs), checked against `shards`."""
+    import os
+
+    if shard is None:
+        env = os.environ.get("JOB_COMPLETION_INDEX")
+        if env is None:
+            raise JobError(f"{what} shard: not given (--shard) and JOB_COMPLETION_INDEX is not set")
+        shard = int(env)
+    if shards < 1 or not 0 <= shard < shards:
+        raise JobError(f"{what} shard: {shard} is not in [0, {shards})")
+    return shard

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..common import lineage, storage
-from ..common.result import JobError, emit_result
+from ..common.result import JobError, emit_result, shard_index
 from . import algorithms
 from . import lengths as lengths_mod
 
@@ -42,15 +42,6 @@ def log(msg: str) -> None:
 def _throughput(step: str, items: int, nbytes: int, seconds: float) -> None:
     s = max(seconds, 1e-9)
     log(f"{step}: {items} items in {seconds:.3f}s = {items / s:.0f} items/s, {nbytes / s:.0f} bytes/s")
-
-
-def _shard_arg(v: int | None) -> int:
-    if v is not None:
-        return v
-    env = os.environ.get("JOB_COMPLETION_INDEX")
-    if env is None:
-        raise JobError("shard --shard: not given and JOB_COMPLETION_INDEX is not set")
-    return int(env)
 
 
 def _pq():
@@ -98,9 +89,7 @@ def step_lengths(a: argparse.Namespace) -> None:
     import pyarrow as pa
 
     pq = _pq()
-    shard, shards = _shard_arg(a.shard), a.shards
-    if not 0 <= shard < shards:
-        raise JobError(f"shard --shard: {shard} not in [0, {shards})")
+    shard, shards = shard_index(a.shard, a.shards, "lengths"), a.shards
     t0 = time.perf_counter()
     files = resolve_source(a.source)
     tok_path = a.tokenizer[len("file://"):] if a.tokenizer.startswith("file://") else a.tokenizer
@@ -380,9 +369,7 @@ def _write_one_tar(output: str, j: int, seq_lo: int, seq_hi: int, seq_starts: np
 def step_write(a: argparse.Namespace) -> None:
     pq = _pq()
     t0 = time.perf_counter()
-    shard, shards = _shard_arg(a.shard), a.shards
-    if not 0 <= shard < shards:
-        raise JobError(f"shard --shard: {shard} not in [0, {shards})")
+    shard, shards = shard_index(a.shard, a.shards, "write"), a.shards
     if a.shard_size_samples <= 0:
         raise JobError(f"spec shardSize.samples: must be positive, got {a.shard_size_samples}")
     man, t = _plan(a.output)
