@@ -23,6 +23,7 @@ from .builders import BuildContext, parse_spec, references
 from .builders.common import LABEL_KIND, LABEL_NAME
 from .builders.inputs import is_done
 from .kube import Kube
+from . import results
 from .reconciler import reconcile
 
 log = logging.getLogger("vlmops.handlers")
@@ -96,6 +97,9 @@ def register(op: Operator, registry: kopf.OperatorRegistry | None = None) -> kop
 
         def inputs_changed(event: dict[str, Any], body: Any, namespace: str, name: str, _kind: str = kind.kind,
                            **_: Any) -> None:
+            if event.get("type") == "DELETED":
+                results.forget(_kind, namespace, name)
+                return
             if event.get("type") not in ("ADDED", "MODIFIED", None):
                 return
             # Dependents only ever act on a done input (Ready/Succeeded for its generation); any

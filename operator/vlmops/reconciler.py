@@ -52,6 +52,7 @@ def reconcile(kube: Kube, kind: str, namespace: str, name: str, ctx: BuildContex
 def _reconcile(kube: Kube, kind: str, namespace: str, name: str, ctx: BuildContext) -> Outcome:
     obj = kube.get_cr(kind, namespace, name)
     if obj is None or obj["metadata"].get("deletionTimestamp"):
+        results.forget(kind, namespace, name)
         return Outcome()
     old = obj.get("status") or {}
     new, outcome = desired_status(kube, obj, ctx)

@@ -72,16 +72,26 @@ def finish(kind: str, spec: Any, status: dict[str, Any]) -> None:
 _PHASES: dict[tuple[str, str, str], str] = {}  # (kind, namespace, name) -> phase, for vlmops_resources
 
 
+def forget(kind: str, namespace: str, name: str) -> None:
+    """A deleted CR no longer counts in vlmops_resources."""
+    if _PHASES.pop((kind, namespace, name), None) is not None:
+        _set_phase_gauges(kind)
+
+
+def _set_phase_gauges(kind: str) -> None:
+    counts: dict[str, int] = {}
+    for (k, _, _), phase in _PHASES.items():
+        if k == kind:
+            counts[phase] = counts.get(phase, 0) + 1
+    for phase in ("Pending", "Running", "Ready", "Succeeded", "Failed"):
+        metrics.RESOURCES.labels(kind, phase).set(counts.get(phase, 0))
+
+
 def export_metrics(obj: dict[str, Any], status: dict[str, Any]) -> None:
     """Mirror what dashboards need from status into gauges (no writes, no storage access)."""
     ns, name, kind = obj["metadata"]["namespace"], obj["metadata"]["name"], obj["kind"]
     _PHASES[(kind, ns, name)] = status.get("phase") or "Pending"
-    counts: dict[tuple[str, str], int] = {}
-    for (k, _, _), phase in _PHASES.items():
-        counts[(k, phase)] = counts.get((k, phase), 0) + 1
-    for k in {k for k, _ in counts} | {kind}:
-        for phase in ("Pending", "Running", "Ready", "Succeeded", "Failed"):
-            metrics.RESOURCES.labels(k, phase).set(counts.get((k, phase), 0))
+    _set_phase_gauges(kind)
     stats = status.get("stats") or {}
     if kind == "PackedDataset" and stats:
         if stats.get("packingEfficiency") is not None:
