@@ -94,6 +94,12 @@ def desired_status(kube: Kube, obj: dict[str, Any], ctx: BuildContext) -> tuple[
     inputs = {ref: kube.get_cr(ref[0], ns, ref[1]) for ref in references(kind_name, spec)}
     plan: Plan = build(obj, inputs, ctx)
     if plan.waiting_for:
+        # Inputs are needed to create children, not to follow them: an input deleted (GitOps
+        # prune) after this generation started must neither hide a running child's outcome nor
+        # turn a finished CR back into Pending.
+        tracked = _track_started(kube, obj, spec, status, old, state, out)
+        if tracked is not None:
+            return tracked, out
         return state("Waiting", "WaitingForInput", "waiting for " + "; ".join(plan.waiting_for)), out
 
     children: list[dict[str, Any]] = []
@@ -134,28 +140,78 @@ def desired_status(kube: Kube, obj: dict[str, Any], ctx: BuildContext) -> tuple[
         if st.phase == "Failed":
             if (old_children.get(step.child_name) or {}).get("phase") != "Failed":
                 CHILD_FAILURES.labels(kind=step.kind).inc()
-            msg = f"{step.kind} {step.child_name} ({step.name}) failed: {st.reason}"
-            if st.message:
-                msg += f": {st.message}"
-            pods = _step_pods(kube, obj, step.name)
-            res = results.from_pods(pods)
-            if res and res.get("error"):
-                msg += f" ({res['error']})"
-            elif line := results.failure_line(pods):
-                msg += f" ({line})"  # e.g. the job's "error: <field>: ..." line (exit code 2)
             status.setdefault("completionTime", at)
-            return state("Failed", "ChildFailed", msg), out
+            return state("Failed", "ChildFailed", _failure_message(kube, obj, step.kind, step.child_name,
+                                                                   step.name, st)), out
         what = "suspended (waiting for quota)" if st.phase == "Suspended" else st.phase.lower()
         return state("Running", "Running", f"{step.name} ({i + 1}/{len(plan.steps)}): {step.kind} "
                      f"{step.child_name} {what}"), out
 
     status["children"] = children
-    status.setdefault("completionTime", at)
-    results.finish(kind_name, spec, status)
-    if status.get("passed") is not None and status.get("total") is not None \
-            and status["passed"] < status["total"]:
-        return state("Failed", "ThresholdsNotMet", "failing: " + ", ".join(status.get("failing") or [])), out
-    return state("Done", kind.done_phase, f"{len(plan.steps)} step(s) completed"), out
+    return _finished(kind_name, spec, status, state, len(plan.steps)), out
+
+
+# The step whose success completes each kind (the builders' last step).
+FINAL_STEP = {"BalancedCorpus": "balance", "PackedDataset": "finalize", "VLMTrainingStage": "train",
+              "EvalSuite": "eval"}
+
+
+def _track_started(kube: Kube, obj: dict[str, Any], spec: Any, status: dict[str, Any], old: dict[str, Any],
+                   state: "_StateSetter", out: Outcome) -> dict[str, Any] | None:
+    """Status from the children already recorded for this generation, without creating any; None
+    when nothing was started (or the next step needs the missing input)."""
+    meta = obj["metadata"]
+    gen = meta.get("generation")
+    recorded = [dict(c) for c in old.get("children") or [] if str(c.get("name", "")).endswith(f"-g{gen}")]
+    if not recorded:
+        return None
+    if old.get("observedGeneration") == gen and old.get("phase") in ("Ready", "Succeeded"):
+        return copy.deepcopy(old)  # finished: losing an input afterwards changes nothing
+    for c in recorded:
+        if c.get("phase") != "Succeeded":
+            child = kube.get_child(c["kind"], meta["namespace"], c["name"])
+            if child is None:
+                return None
+            st = childstate.state(child)
+            was, c["phase"] = c.get("phase"), st.phase
+            status["children"] = recorded
+            if st.phase == "Failed":
+                if was != "Failed":
+                    CHILD_FAILURES.labels(kind=c["kind"]).inc()
+                status.setdefault("completionTime", state.at)
+                return state("Failed", "ChildFailed",
+                             _failure_message(kube, obj, c["kind"], c["name"], c.get("step", ""), st))
+            if st.phase != "Succeeded":
+                return state("Running", "Running", f"{c.get('step')}: {c['kind']} {c['name']} "
+                             f"{st.phase.lower()} (an input is gone; following the started child)")
+            results.apply(obj["kind"], spec, status, c.get("step", ""), _read_result(kube, obj, c.get("step", "")))
+    if recorded[-1].get("step") != FINAL_STEP[obj["kind"]]:
+        return None
+    status["children"] = recorded
+    return _finished(obj["kind"], spec, status, state, len(recorded))
+
+
+def _finished(kind: str, spec: Any, status: dict[str, Any], state: "_StateSetter", steps: int) -> dict[str, Any]:
+    """Every step succeeded: derived fields, then Done (or Failed when eval thresholds are not met)."""
+    status.setdefault("completionTime", state.at)
+    results.finish(kind, spec, status)
+    if status.get("passed") is not None and status.get("total") is not None and status["passed"] < status["total"]:
+        return state("Failed", "ThresholdsNotMet", "failing: " + ", ".join(status.get("failing") or []))
+    return state("Done", KINDS[kind].done_phase, f"{steps} step(s) completed")
+
+
+def _failure_message(kube: Kube, obj: dict[str, Any], kind: str, name: str, step: str,
+                     st: childstate.ChildState) -> str:
+    msg = f"{kind} {name} ({step}) failed: {st.reason}"
+    if st.message:
+        msg += f": {st.message}"
+    pods = _step_pods(kube, obj, step)
+    res = results.from_pods(pods)
+    if res and res.get("error"):
+        msg += f" ({res['error']})"
+    elif line := results.failure_line(pods):
+        msg += f" ({line})"  # e.g. the job's "error: <field>: ..." line (exit code 2)
+    return msg
 
 
 class _StateSetter:

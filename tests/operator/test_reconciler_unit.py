@@ -262,3 +262,57 @@ def test_relative_locations_need_a_storage_prefix():
     cmd = kube.children[child]["spec"]["template"]["spec"]["containers"][0]["command"]
     assert cmd[cmd.index("--output") + 1] == "s3://bucket/vlmops/runs/packed"
     assert cmd[cmd.index("--tokenizer") + 1] == "s3://bucket/vlmops/models/tok"
+
+
+def _stage_pipeline():
+    docs = [d for d in example_docs("ns") if d["metadata"]["name"] in ("llava-558k-8k", "stage-1-alignment")]
+    stage = next(d for d in docs if d["kind"] == "VLMTrainingStage")
+    stage["spec"].pop("initFrom", None)
+    return docs
+
+
+def _finish_pds(kube):
+    _run(kube)
+    for step in ("lengths", "plan", "write", "finalize"):
+        kube.succeed(f"llava-558k-8k-{step}-g1", result_for("PackedDataset", "llava-558k-8k", step))
+        _run(kube)
+
+
+def test_input_deleted_while_child_runs_still_records_the_outcome():
+    """GitOps prune of an input must not hide a running child's result."""
+    kube = FakeKube(_stage_pipeline())
+    _finish_pds(kube)
+    out = _run(kube, "stage-1-alignment", "VLMTrainingStage")
+    assert out.created == ["stage-1-alignment-train-g1"]
+    del kube.crs[("PackedDataset", "llava-558k-8k")]  # the input disappears mid-training
+    _run(kube, "stage-1-alignment", "VLMTrainingStage")
+    st = kube.crs[("VLMTrainingStage", "stage-1-alignment")]["status"]
+    assert st["phase"] == "Running" and "input is gone" in st["message"]
+    kube.succeed("stage-1-alignment-train-g1", result_for("VLMTrainingStage", "stage-1-alignment", "train"))
+    out = _run(kube, "stage-1-alignment", "VLMTrainingStage")
+    st = kube.crs[("VLMTrainingStage", "stage-1-alignment")]["status"]
+    assert out.created == [] and st["phase"] == "Succeeded" and st["progress"]["step"]
+    kube.writes.clear()
+    _run(kube, "stage-1-alignment", "VLMTrainingStage")
+    assert kube.writes == []  # settled, still no writes
+
+
+def test_finished_cr_stays_done_when_its_input_is_deleted():
+    kube = FakeKube(_stage_pipeline())
+    _finish_pds(kube)
+    _run(kube, "stage-1-alignment", "VLMTrainingStage")
+    kube.succeed("stage-1-alignment-train-g1", result_for("VLMTrainingStage", "stage-1-alignment", "train"))
+    _run(kube, "stage-1-alignment", "VLMTrainingStage")
+    del kube.crs[("PackedDataset", "llava-558k-8k")]
+    kube.writes.clear()
+    _run(kube, "stage-1-alignment", "VLMTrainingStage")
+    assert kube.crs[("VLMTrainingStage", "stage-1-alignment")]["status"]["phase"] == "Succeeded"
+    assert kube.writes == []
+
+
+def test_never_started_cr_waits_for_a_missing_input():
+    kube = FakeKube(_stage_pipeline())
+    del kube.crs[("PackedDataset", "llava-558k-8k")]
+    out = _run(kube, "stage-1-alignment", "VLMTrainingStage")
+    st = kube.crs[("VLMTrainingStage", "stage-1-alignment")]["status"]
+    assert out.created == [] and st["phase"] == "Pending" and "PackedDataset/llava-558k-8k not found" in st["message"]
