@@ -46,12 +46,14 @@ class Operator:
             self._kube = Kube()
         return self._kube
 
+    def _lock(self, kind: str, namespace: str, name: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks[(kind, namespace, name)]
+
     def reconcile(self, kind: str, namespace: str, name: str) -> None:
         # Parent and child events may arrive on different kopf workers: serialize per object so
         # two passes never race on create or status patch.
-        with self._locks_guard:
-            lock = self._locks[(kind, namespace, name)]
-        with lock:
+        with self._lock(kind, namespace, name):
             reconcile(self.kube, kind, namespace, name, self.ctx)
 
     def mirror_progress(self, namespace: str, name: str, spec: dict[str, Any], status: dict[str, Any]) -> None:
@@ -65,9 +67,7 @@ class Operator:
         doc = progress.read(out)
         patch = progress.status_patch(doc, dict(status)) if doc else None
         if patch:
-            with self._locks_guard:
-                lock = self._locks[("VLMTrainingStage", namespace, name)]
-            with lock:
+            with self._lock("VLMTrainingStage", namespace, name):
                 self.kube.patch_cr_status("VLMTrainingStage", namespace, name, patch)
 
     def dependents(self, kind: str, namespace: str, name: str) -> list[tuple[str, str]]:

@@ -31,7 +31,6 @@ log = logging.getLogger("vlmops.reconciler")
 class Outcome:
     patched: bool = False
     created: list[str] = field(default_factory=list)
-    phase: str | None = None
     events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
 
 
@@ -64,7 +63,6 @@ def _reconcile(kube: Kube, kind: str, namespace: str, name: str, ctx: BuildConte
         for type_, reason, message in outcome.events:
             kube.post_event(obj, type_, reason, message, at)
     results.export_metrics(obj, new)
-    outcome.phase = new.get("phase")
     return outcome
 
 

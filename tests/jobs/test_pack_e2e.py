@@ -1,7 +1,6 @@
 """lengths -> plan -> write on a synthetic multimodal set, on file:// and moto S3; energon reads it back."""
 from __future__ import annotations
 
-import io
 import json
 import subprocess
 import sys

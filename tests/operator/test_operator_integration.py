@@ -14,7 +14,7 @@ import pytest
 from kubernetes.client.rest import ApiException
 
 from operator_harness import TEST_UA, wait_for
-from pipeline_driver import DONE, Cluster, deep, example_docs
+from pipeline_driver import DONE, Cluster, example_docs
 from vlmops.builders import parse_spec, references
 
 pytestmark = pytest.mark.usefixtures("operator")

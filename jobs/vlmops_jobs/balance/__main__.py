@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from vlmops_jobs.common.result import JobError, emit_result, exit_now, run_main
 

@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vlmops_jobs.common import storage
-from vlmops_jobs.common.result import JobError, emit_result, shard_index
+from vlmops_jobs.common.result import JobError, shard_index
 
 from . import tables
 

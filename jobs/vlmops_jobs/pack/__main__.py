@@ -1,5 +1,4 @@
 """`python -m vlmops_jobs.pack <lengths|plan|write|finalize> [--flags]` (see docs/jobs-pack.md)."""
-import sys
 
 from ..common.result import exit_now, run_main
 from .job import main

@@ -19,11 +19,9 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import math
 import os
 import sys
 import time
-from typing import Any
 
 import numpy as np
 

@@ -1,4 +1,3 @@
-import sys
 
 from ..common.result import exit_now, run_main
 from .trainer import main

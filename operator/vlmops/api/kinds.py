@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import GROUP, VERSION
+from .. import API_VERSION  # noqa: F401  (re-exported: vlmops.api.API_VERSION)
 from .balanced_corpus import BalancedCorpusSpec, BalancedCorpusStatus
 from .common import CommonStatus, Model
 from .eval_suite import EvalSuiteSpec, EvalSuiteStatus
@@ -75,6 +75,3 @@ KINDS: dict[str, Kind] = {
         ]),
     ]
 }
-
-BY_PLURAL = {k.plural: k for k in KINDS.values()}
-API_VERSION = f"{GROUP}/{VERSION}"

@@ -2,8 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
-from typing import Any
 
 from rich.console import Console
 from rich.table import Table
@@ -137,30 +135,9 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
-def lineage(wd: Workdir, name: str) -> list[dict[str, Any]]:
-    from ..builders import parse_spec, references
-
-    crs = {o["metadata"]["name"]: o for o in wd.crs()}
-    by_key = {(o["kind"], o["metadata"]["name"]): o for o in crs.values()}
-    if name not in crs:
-        raise KeyError(name)
-    chain: list[dict[str, Any]] = []
-
-    def walk(obj: dict[str, Any], depth: int) -> None:
-        st = obj.get("status") or {}
-        out = st.get("output") or {}
-        chain.append({"depth": depth, "kind": obj["kind"], "name": obj["metadata"]["name"],
-                      "phase": st.get("phase"), "uri": out.get("uri"), "digest": out.get("digest"),
-                      "inputs": st.get("inputs")})
-        for ref in references(obj["kind"], parse_spec(obj)):
-            if ref in by_key:
-                walk(by_key[ref], depth + 1)
-
-    walk(crs[name], 0)
-    return chain
-
-
 def _cmd_lineage(args: argparse.Namespace) -> int:
+    from .runner import lineage
+
     wd = Workdir(args.workdir)
     try:
         chain = lineage(wd, args.name)

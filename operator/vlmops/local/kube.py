@@ -19,7 +19,6 @@ class LocalKube:
         self.wd = workdir
         self.parallel = parallel
         self.on_event = on_event or (lambda what, msg: None)
-        self.writes = 0
 
     # -- CRs -------------------------------------------------------------------------------------
     def get_cr(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
@@ -50,7 +49,6 @@ class LocalKube:
         obj = self.get_cr(kind, namespace, name)
         assert obj is not None
         obj["status"] = _apply_merge_patch(obj.get("status") or {}, patch)
-        self.writes += 1
         write_json(self.wd.cr_path(kind, name), obj)
 
     # -- children --------------------------------------------------------------------------------
@@ -70,7 +68,6 @@ class LocalKube:
                 {"type": "Created", "status": "True", "reason": "PyTorchJobCreated", "lastTransitionTime": at},
                 {"type": "Running", "status": "True", "reason": "PyTorchJobRunning", "lastTransitionTime": at}]}
         write_json(self.wd.child_path(child["kind"], child["metadata"]["name"]), child)
-        self.writes += 1
         return child
 
     def unfinished_children(self, kind: str, name: str) -> list[dict[str, Any]]:
@@ -122,7 +119,6 @@ class LocalKube:
         pods = [_pod(name, template_labels, r, container["name"]) for r in runs]
         write_json(self.wd.pods_path(name), pods)  # pods first: the parent reads results from them
         write_json(self.wd.child_path(child["kind"], name), child)
-        self.writes += 1
         failed = [r for r in runs if r.exit_code != 0]
         secs = max(r.seconds for r in runs)
         if failed:

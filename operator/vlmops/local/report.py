@@ -71,8 +71,7 @@ def _eval_table(obj: dict[str, Any]) -> str:
 
 
 def write_report(wd: Workdir) -> Path:
-    from .cli import lineage
-    from .runner import ordered_crs, status_rows
+    from .runner import lineage, ordered_crs, status_rows
 
     crs = ordered_crs(wd)
     parts = ["<!doctype html><meta charset=utf-8><title>vlmops report</title>",

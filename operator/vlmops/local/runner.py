@@ -96,11 +96,11 @@ def run(docs: list[Doc], workdir: Workdir, storage: str | None = None, parallel:
         if only and name not in only:
             continue
         _forget_failed_children(kube, kind, name)
-        created = _drive(kube, kind, name, ctx or BuildContext())
+        executed = _drive(kube, kind, name, ctx or BuildContext())
         obj = kube.get_cr(kind, NAMESPACE, name) or {}
         phase = (obj.get("status") or {}).get("phase") or "Pending"
         result.phases[(kind, name)] = phase
-        if on_event and not created and phase in ("Ready", "Succeeded"):
+        if on_event and not executed and phase in ("Ready", "Succeeded"):
             on_event("skip", f"{kind}/{name}: already {phase}")
         if phase == "Failed":
             result.failed.append(f"{kind}/{name}: {(obj.get('status') or {}).get('message')}")
@@ -110,17 +110,17 @@ def run(docs: list[Doc], workdir: Workdir, storage: str | None = None, parallel:
 
 def _drive(kube: LocalKube, kind: str, name: str, ctx: BuildContext) -> int:
     """Reconcile, run what the reconcile created (or a killed run left unfinished), repeat until
-    the CR settles: the same Pending -> Running -> Ready sequence the cluster goes through."""
-    created = 0
+    the CR settles: the same Pending -> Running -> Ready sequence the cluster goes through.
+    Returns how many children were executed (0: the CR was already settled)."""
+    executed = 0
     for _ in range(100):
-        out = reconcile(kube, kind, NAMESPACE, name, ctx)
-        created += len(out.created)
+        reconcile(kube, kind, NAMESPACE, name, ctx)
         pending = kube.unfinished_children(kind, name)
         if not pending:
-            return created
+            return executed
         for child in pending:
             kube.execute(child)
-        created += 1
+        executed += len(pending)
     raise RunError(f"{kind}/{name} did not settle after 100 reconciles")
 
 
@@ -154,3 +154,24 @@ def status_rows(workdir: Workdir) -> list[dict[str, Any]]:
         rows.append({"kind": kind.short, "name": obj["metadata"]["name"], "phase": st.get("phase") or "Pending",
                      "detail": detail, "message": st.get("message") or ""})
     return rows
+
+
+def lineage(wd: Workdir, name: str) -> list[dict[str, Any]]:
+    crs = {o["metadata"]["name"]: o for o in wd.crs()}
+    by_key = {(o["kind"], o["metadata"]["name"]): o for o in crs.values()}
+    if name not in crs:
+        raise KeyError(name)
+    chain: list[dict[str, Any]] = []
+
+    def walk(obj: dict[str, Any], depth: int) -> None:
+        st = obj.get("status") or {}
+        out = st.get("output") or {}
+        chain.append({"depth": depth, "kind": obj["kind"], "name": obj["metadata"]["name"],
+                      "phase": st.get("phase"), "uri": out.get("uri"), "digest": out.get("digest"),
+                      "inputs": st.get("inputs")})
+        for ref in references(obj["kind"], parse_spec(obj)):
+            if ref in by_key:
+                walk(by_key[ref], depth + 1)
+
+    walk(crs[name], 0)
+    return chain
