@@ -1,15 +1,18 @@
 """Checkpoints: megatron-core distributed checkpointing through a local staging dir.
 
 Layout under `--checkpoint-uri` (any fsspec URI):
-    iter_0000010/            megatron dist checkpoint (metadata.json, common.pt, __*_*.distcp)
-        optim/tp<T>_pp<P>.pt torch AdamW state of each model-parallel rank (DP rank 0 writes it)
-        train_state.json     {"step", "loss", "parallel", "trainable", "seed", ...}
+    iter_0000010/            megatron dist checkpoint (metadata.json, __*_*.distcp): model weights and
+                             the optimizer's state (fp32 master weights, Adam moments, step)
+        rng/rank_<r>.pt      each rank's RNG states + the parallel layout they belong to
+        train_state.json     {"step", "loss", "parallel", "trainable", "seed", "globalBatch",
+                              "sequenceLength", "data", ...}: what a resume must keep
         model.json           preset + vocab (checked before any load: clear error on mismatch)
     latest                   {"iteration": "iter_0000010", "step": 10}: written LAST, only after
                              every rank's files are uploaded; older iter_* pruned to `keep` after it.
 
-Weights go through megatron's sharded_state_dict, so a checkpoint loads into a different TP.
-Optimizer state is per model-parallel rank: resume needs the same TP/PP/trainable (checked).
+Weights and optimizer state go through megatron's sharded state dicts (optimizer in the "fully
+reshardable" layout), so a resume may change TP and DP; RNG states are restored only when the
+layout is unchanged (otherwise reseeded from (seed, step), and the resume event says so).
 """
 from __future__ import annotations
 
@@ -77,9 +80,11 @@ class Checkpointer:
         self.stage = staging_root(self.uri)
 
     # -------------------------------------------------------------------------------- save
-    def save(self, step: int, model, optimizer, train_state: dict[str, Any], model_json: dict[str, Any],
-             mp_ranks: tuple[int, int], dp_rank: int) -> str:
+    def save(self, step: int, ddp, optimizer, train_state: dict[str, Any], model_json: dict[str, Any],
+             layout: dict[str, int]) -> str:
         from megatron.core import dist_checkpointing
+
+        from . import optim
 
         name = iter_name(step)
         local = os.path.join(self.stage, name)
@@ -87,7 +92,7 @@ class Checkpointer:
         rank = dist.get_rank()
         if _local_rank() == 0:
             shutil.rmtree(local, ignore_errors=True)
-            os.makedirs(os.path.join(local, "optim"), exist_ok=True)
+            os.makedirs(os.path.join(local, "rng"), exist_ok=True)
         if rank == 0:
             fs, p = storage.get_fs(remote)
             if fs.exists(p):  # a partial upload from a crashed attempt (never pointed to by `latest`)
@@ -96,11 +101,10 @@ class Checkpointer:
                     raise JobError(f"checkpoint {remote}: already the latest; refusing to overwrite it")
                 fs.rm(p, recursive=True)
         _barrier()
-        with cpu_compat.checkpoint_io():
-            dist_checkpointing.save(model.sharded_state_dict(), local)
-        if dp_rank == 0:
-            tp, pp = mp_ranks
-            torch.save(optimizer.state_dict(), os.path.join(local, "optim", f"tp{tp}_pp{pp}.pt"))
+        state = optim.sharded_state(ddp, optimizer, loading=False)
+        with cpu_compat.cuda_calls_on_cpu():
+            dist_checkpointing.save(state, local)
+        torch.save({"layout": layout, **rng_states()}, os.path.join(local, "rng", f"rank_{rank:05d}.pt"))
         if rank == 0:
             with open(os.path.join(local, "train_state.json"), "w") as f:
                 json.dump(train_state, f, sort_keys=True)
@@ -159,21 +163,76 @@ class Checkpointer:
         from megatron.core import dist_checkpointing
 
         try:
-            with cpu_compat.checkpoint_io():
-                state = dist_checkpointing.load(model.sharded_state_dict(), local)
-            model.load_state_dict(state, strict=True)
+            msd = model.sharded_state_dict()
+            with cpu_compat.cuda_calls_on_cpu():
+                state = dist_checkpointing.load(msd, local)
+            # the checkpoint's common (non-tensor) part also carries the optimizer's: weights only here
+            model.load_state_dict({k: v for k, v in state.items() if k in msd}, strict=True)
         except Exception as e:  # shape/key mismatch: one clear line
             msg = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
             raise JobError(f"{what}: checkpoint does not fit this model ({msg})") from e
 
     @staticmethod
-    def load_optimizer(optimizer, local: str, mp_ranks: tuple[int, int]) -> None:
-        tp, pp = mp_ranks
-        p = os.path.join(local, "optim", f"tp{tp}_pp{pp}.pt")
-        optimizer.load_state_dict(torch.load(p, map_location="cpu", weights_only=False))
+    def load_training_state(ddp, optimizer, local: str, what: str) -> None:
+        """Weights + optimizer state (resharded to this run's TP/DP by megatron)."""
+        from megatron.core import dist_checkpointing
+
+        from . import optim
+
+        state = optim.sharded_state(ddp, optimizer, loading=True)
+        try:
+            with cpu_compat.cuda_calls_on_cpu():
+                loaded = dist_checkpointing.load(state, local)
+        except Exception as e:
+            msg = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
+            raise JobError(f"{what}: checkpoint does not fit this model/optimizer ({msg})") from e
+        optim.load_state(ddp, optimizer, loaded)
+
+    @staticmethod
+    def load_rng(local: str, layout: dict[str, int]) -> bool:
+        """This rank's RNG states when the checkpoint was written with the same layout."""
+        p = os.path.join(local, "rng", f"rank_{dist.get_rank():05d}.pt")
+        ok = os.path.exists(p)
+        saved = torch.load(p, map_location="cpu", weights_only=False) if ok else None
+        ok = bool(saved) and saved.get("layout") == layout
+        flags = torch.tensor([int(ok)])
+        if dist.is_initialized():  # all ranks restore, or none does
+            dist.all_reduce(flags, op=dist.ReduceOp.MIN)
+        if not int(flags[0]):
+            return False
+        set_rng_states(saved)
+        return True
 
     @staticmethod
     def cleanup(local: str) -> None:
         _barrier()
         if _local_rank() == 0:
             shutil.rmtree(local, ignore_errors=True)
+
+
+def rng_states() -> dict[str, Any]:
+    import random
+
+    import numpy as np
+    from megatron.core import tensor_parallel
+
+    out: dict[str, Any] = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+                           "python": random.getstate(),
+                           "tracker": tensor_parallel.get_cuda_rng_tracker().get_states()}
+    if torch.cuda.is_available():
+        out["cuda"] = torch.cuda.get_rng_state()
+    return out
+
+
+def set_rng_states(saved: dict[str, Any]) -> None:
+    import random
+
+    import numpy as np
+    from megatron.core import tensor_parallel
+
+    torch.set_rng_state(saved["torch"])
+    np.random.set_state(saved["numpy"])
+    random.setstate(saved["python"])
+    tensor_parallel.get_cuda_rng_tracker().set_states(saved["tracker"])
+    if "cuda" in saved and torch.cuda.is_available():
+        torch.cuda.set_rng_state(saved["cuda"])

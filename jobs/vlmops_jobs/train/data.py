@@ -201,6 +201,22 @@ class PackedShards:
                 out[ext] = f.read(size)
         return out
 
+    def identity(self) -> dict[str, Any]:
+        """What a resume must find unchanged: the dataset's content digest (its manifest's, else one
+        over the shard names and sizes) and its sequence length (capacity)."""
+        m = f"{self.data_uri}/manifest.json"
+        if storage.exists(m):
+            digest = storage.sha256_uri(m)
+        else:
+            import hashlib
+
+            h = hashlib.sha256()
+            for p in self.shards:
+                h.update(f"{p.rsplit('/', 1)[-1]}:{self.fs.size(p)}\n".encode())
+            digest = "sha256:" + h.hexdigest()
+        first = json.loads(self.read(0)["json"])
+        return {"digest": digest, "sequenceLength": first.get("capacity")}
+
     def digest_inputs(self) -> dict[str, Any]:
         m = f"{self.data_uri}/manifest.json"
         if storage.exists(m):

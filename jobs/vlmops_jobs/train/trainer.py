@@ -135,6 +135,26 @@ def _check_model_json(what: str, got: dict[str, Any], want: dict[str, Any]) -> N
                            f"incompatible with preset {want['preset']} (vocab {want['vocab']}): {k} differ")
 
 
+def _resume_keys(args, trainable: tuple[str, ...], data_id: dict[str, Any]) -> dict[str, Any]:
+    """What decides which data each step reads and which parameters train: a resume must keep all of
+    it (tensor and data parallelism may change; the optimizer state is resharded)."""
+    return {"trainable": list(trainable), "seed": args.seed, "globalBatch": args.global_batch,
+            "sequenceLength": data_id["sequenceLength"], "data": data_id["digest"],
+            "pipeline": args.pipeline, "context": args.context}
+
+
+def _check_resume(it_uri: str, saved: dict[str, Any], want: dict[str, Any]) -> None:
+    names = {"trainable": "trainable", "seed": "seed", "globalBatch": "batch.global",
+             "sequenceLength": "the packed dataset's sequenceLength", "data": "the packed dataset (digest)",
+             "pipeline": "parallelism.pipeline", "context": "parallelism.context"}
+    if "pipeline" not in saved and isinstance(saved.get("parallel"), dict):  # written before these keys
+        saved = {**saved, "pipeline": saved["parallel"].get("pipeline"), "context": saved["parallel"].get("context")}
+    diff = [f"{names[k]} {saved.get(k)!r} -> {v!r}" for k, v in want.items() if saved.get(k) != v]
+    if diff:
+        raise JobError(f"checkpoint {it_uri}: resuming would change {'; '.join(diff)} (the run would skip or "
+                       "repeat data); keep them, or start a new stage with initFrom and a new checkpoint.uri")
+
+
 def _log(rank: int, obj: dict[str, Any]) -> None:
     if rank == 0:
         print(json.dumps(obj, sort_keys=True), flush=True)
@@ -157,6 +177,7 @@ def main(argv: list[str] | None = None) -> None:
     if tok.vocab_size > vocab:
         raise JobError(f"tokenizer {args.tokenizer}: {tok.vocab_size} tokens > preset vocab {vocab}")
     mjson = _model_json(preset, vocab, tok.image)
+    data_id = shards.identity()
     par_json = {"tensor": args.tensor, "pipeline": args.pipeline, "context": args.context}
 
     # resume (own checkpoints) > init-from (weights only) > random init; decided before any group starts
@@ -167,9 +188,7 @@ def main(argv: list[str] | None = None) -> None:
             resume_it = storage.join(args.checkpoint_uri, lt["iteration"])
             resume_state = storage.read_json(storage.join(resume_it, "train_state.json"))
             _check_model_json(f"checkpoint {resume_it}", ckpt.read_model_json(resume_it), mjson)
-            if resume_state.get("parallel") != par_json or resume_state.get("trainable") != list(trainable):
-                raise JobError(f"checkpoint {resume_it}: resume needs the same parallelism/trainable as the run that "
-                               f"wrote it ({resume_state.get('parallel')}, {resume_state.get('trainable')})")
+            _check_resume(resume_it, resume_state, _resume_keys(args, trainable, data_id))
     if resume_it is None and args.init_from:
         init_it, _ = ckpt.resolve(args.init_from)
         _check_model_json(f"init-from {args.init_from}", ckpt.read_model_json(init_it), mjson)
@@ -193,11 +212,11 @@ def main(argv: list[str] | None = None) -> None:
                                  context_parallel_size=args.context)
     dp_rank, dp_group = ps.get_data_parallel_rank(), ps.get_data_parallel_group()
     tp_group = ps.get_tensor_model_parallel_group()
-    mp_ranks = (ps.get_tensor_model_parallel_rank(), ps.get_pipeline_model_parallel_rank())
     torch.manual_seed(args.seed)
     cpu_compat.apply()
     cpu_compat.seed_rng(args.seed)
 
+    from . import optim
     from .model import Parallel, build_model, forward_step
 
     bf16 = args.precision == "bf16" or (args.precision == "auto" and gpu)
@@ -205,26 +224,28 @@ def main(argv: list[str] | None = None) -> None:
     model = build_model(preset, vocab, tok.image, par).to(device)
     model.freeze(freeze_language_model="language" not in trainable, freeze_vision_model="vision" not in trainable,
                  freeze_vision_projection="projector" not in trainable)
-    params = [p for p in model.parameters() if p.requires_grad]
-    decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}],
-                            lr=args.lr, betas=(0.9, args.adam_beta2), eps=1e-8)
-
-    start = 0
-    if resume_it:
-        local = ckpt.Checkpointer.download(resume_it)
-        ckpt.Checkpointer.load_weights(model, local, f"checkpoint {resume_it}")
-        ckpt.Checkpointer.load_optimizer(opt, local, mp_ranks)
-        ckpt.Checkpointer.cleanup(local)
-        start = int(resume_state["step"])
-        _log(rank, {"event": "resumed", "from": resume_it, "step": start})
-    elif init_it:
+    if init_it and not resume_it:  # weights before the optimizer exists: its fp32 masters copy them
         local = ckpt.Checkpointer.download(init_it)
         ckpt.Checkpointer.load_weights(model, local, f"init-from {args.init_from}")
         ckpt.Checkpointer.cleanup(local)
         _log(rank, {"event": "initialized", "from": init_it})
+    ddp, opt = optim.wrap(model, optim.OptimizerSettings(
+        lr=args.lr, min_lr=args.min_lr, weight_decay=args.weight_decay, adam_beta2=args.adam_beta2,
+        clip_grad=args.clip_grad, bf16=bf16, distributed=args.distributed_optimizer))
+    layout = {"world": world, "tensor": args.tensor, "pipeline": args.pipeline, "context": args.context}
+
+    start = 0
+    if resume_it:
+        local = ckpt.Checkpointer.download(resume_it)
+        ckpt.Checkpointer.load_training_state(ddp, opt, local, f"checkpoint {resume_it}")
+        rng_restored = ckpt.Checkpointer.load_rng(local, layout)
+        ckpt.Checkpointer.cleanup(local)
+        start = int(resume_state["step"])
+        if not rng_restored:  # another layout: a fresh, still deterministic stream per (seed, step)
+            torch.manual_seed(args.seed + start)
+            cpu_compat.seed_rng(args.seed + start)
+        _log(rank, {"event": "resumed", "from": resume_it, "step": start, "rngRestored": rng_restored,
+                    "parallel": par_json, "checkpointParallel": resume_state.get("parallel")})
 
     saver = ckpt.Checkpointer(args.checkpoint_uri, args.checkpoint_keep) if args.checkpoint_uri else None
     progress = None
@@ -239,49 +260,26 @@ def main(argv: list[str] | None = None) -> None:
                         tile=preset.vision.tile, tokens_per_tile=preset.vision.tokens_per_tile,
                         max_len=preset.language.max_sequence_length)
     crash_after = int(os.environ.get("VLMOPS_TRAIN_CRASH_AFTER_STEP", "0") or 0)  # test hook: simulate preemption
-    sharded = [p for p in params if getattr(p, "tensor_model_parallel", False)]
-    replicated = [p for p in params if not getattr(p, "tensor_model_parallel", False)]
     last_loss = float("nan")
     latest_ckpt = {"latest": resume_it, "step": start} if resume_it else None
-    model.train()
+    ddp.train()
 
     for step, mbs in loader.iterate(start, args.train_iters):
         t0 = time.perf_counter()
         lr = lr_at(step, args)
-        for g in opt.param_groups:
-            g["lr"] = lr
         stats = torch.tensor([sum(m["target_tokens"] for m in mbs), sum(m["tokens"] for m in mbs),
                               sum(m["samples"] for m in mbs), sum(m["images"].shape[0] for m in mbs)],
                              dtype=torch.float64, device=device)
         dist.all_reduce(stats, group=dp_group)
         n_global = max(float(stats[0]), 1.0)
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
+        optim.zero_grads(ddp, opt)
         for mb in mbs:
-            ls, _ = forward_step(model, mb, device)
+            ls, _ = forward_step(ddp, mb, device)
             (ls / n_global).backward()
             loss_sum += ls.detach().double()
-        # data-parallel gradient sum (each rank already divided by the global token count)
-        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-        if dp > 1 and grads:
-            flat = torch._utils._flatten_dense_tensors(grads)
-            dist.all_reduce(flat, group=dp_group)
-            for g_, s in zip(grads, torch._utils._unflatten_dense_tensors(flat, grads)):
-                g_.copy_(s)
-        for p, g_ in zip(params, grads):
-            p.grad = g_
-        # global grad norm: TP-sharded parts summed over the TP group, replicated ones counted once
-        sq_sh = sum((p.grad.float() ** 2).sum() for p in sharded) if sharded else torch.zeros((), device=device)
-        sq_sh = torch.as_tensor(sq_sh, dtype=torch.float32, device=device)
-        if args.tensor > 1:
-            dist.all_reduce(sq_sh, group=tp_group)
-        sq_rep = sum((p.grad.float() ** 2).sum() for p in replicated) if replicated else 0.0
-        gnorm = float(torch.sqrt(sq_sh + sq_rep))
-        if args.clip_grad and gnorm > args.clip_grad:
-            coef = args.clip_grad / (gnorm + 1e-6)
-            for p in params:
-                p.grad.mul_(coef)
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        upd = optim.step(ddp, opt, lr)
+        gnorm = upd["gradNorm"]
         dist.all_reduce(loss_sum, group=dp_group)
         last_loss = float(loss_sum) / n_global
         done = step + 1
@@ -290,12 +288,18 @@ def main(argv: list[str] | None = None) -> None:
         flops = train_flops(preset, vocab, sum(seq_lens), sum(int(m["images"].shape[0]) for m in mbs), seq_lens)
         fl = torch.tensor([flops], dtype=torch.float64, device=device)
         dist.all_reduce(fl, group=dp_group)
-        _log(rank, {"step": done, "loss": round(last_loss, 6), "lr": lr, "gradNorm": round(gnorm, 6),
+        _log(rank, {"step": done, "loss": round(last_loss, 6), "lr": lr,
+                    "gradNorm": None if gnorm is None else round(gnorm, 6), "skipped": upd["skipped"],
                     "tokens": int(stats[1]), "samples": int(stats[2]), "seconds": round(dt, 4)})
         if saver and ((args.checkpoint_interval and done % args.checkpoint_interval == 0) or done == args.train_iters):
-            state = {"step": done, "loss": last_loss, "parallel": par_json, "trainable": list(trainable),
-                     "seed": args.seed, "globalBatch": args.global_batch, "preset": preset.name}
-            uri = saver.save(done, model, opt, state, mjson, mp_ranks, dp_rank)
+            state = {"step": done, "loss": last_loss, "parallel": par_json, "preset": preset.name,
+                     **_resume_keys(args, trainable, data_id)}
+            diverged = optim.replica_divergence(model, tp_group)
+            _log(rank, {"event": "replicaCheck", "step": done, "maxDiff": diverged})
+            if diverged:
+                print(f"warning: TP-replicated parameters differ across tensor-parallel ranks by {diverged:g}",
+                      file=sys.stderr, flush=True)
+            uri = saver.save(done, ddp, opt, state, mjson, layout)
             latest_ckpt = {"latest": uri, "step": done}
             if progress:
                 progress.checkpoint = latest_ckpt
