@@ -171,3 +171,89 @@ def test_s3_shards_and_checkpoints(s3_bucket, tmp_path):
     assert storage.read_json(f"{ck}/latest")["iteration"] == "iter_0000002"
     assert storage.exists(f"{ck}/iter_0000002/metadata.json")
     assert storage.exists(f"{out}/manifest.json") and storage.exists(f"{out}/progress.json")
+
+
+# --------------------------------------------------------------------------- optimizer correctness
+def _events(stdout: str, name: str) -> list[dict]:
+    out = []
+    for line in stdout.splitlines():
+        line = line.strip()
+        if line.startswith("{") and f'"event": "{name}"' in line:
+            out.append(json.loads(line))
+    return out
+
+
+@pytest.mark.parametrize("distributed", [False, True], ids=["mixed-precision", "distributed"])
+def test_bf16_with_fp32_masters_changes_as_many_weights_as_fp32(dataset, distributed):
+    """One step at lr 1e-5 from the same init: the bf16 path (megatron optimizer, fp32 masters)
+    changes the same share of weights as fp32; torch AdamW on bf16 params loses most updates."""
+    _PORT[0] += 1
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "1", "--master-port", str(_PORT[0]),
+           str(Path(__file__).parent / "train_fixtures" / "update_probe.py"), "--data", dataset["uri"],
+           "--tokenizer", dataset["tokenizer"], "--lr", "1e-5"] + (["--distributed-optimizer"] if distributed else [])
+    p = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=240, cwd=REPO)
+    assert p.returncode == 0, p.stderr[-4000:]
+    r = json.loads([ln for ln in p.stdout.splitlines() if ln.startswith("{")][-1])
+    assert r["bf16"]["dtype"] == "float32"  # the optimizer owns fp32 masters of the bf16 model
+    assert r["fp32"]["fraction"] > 0.5
+    assert abs(r["bf16"]["fraction"] - r["fp32"]["fraction"]) <= 0.01 * r["fp32"]["fraction"], r
+    assert r["bf16_raw"]["fraction"] < 0.5 * r["fp32"]["fraction"], r  # the probe sees lost updates
+
+
+@pytest.fixture(scope="module")
+def tp_runs(dataset, stage_a, tmp_path_factory):
+    """From one init (stage A's weights), 6 steps at lr 3e-3 in fp32: TP=1 (1 rank) and TP=2 (2 ranks);
+    then TP=2 resumed from the TP=1 run's step-3 checkpoint."""
+    root = tmp_path_factory.mktemp("tp")
+    base = ["--data", dataset["uri"], "--tokenizer", dataset["tokenizer"], "--preset", "tiny", "--global-batch", "2",
+            "--lr", "3e-3", "--schedule", "constant", "--warmup-fraction", "0", "--seed", "11", "--train-iters", "6",
+            "--checkpoint-interval", "3", "--checkpoint-keep", "2", "--hf-export", "off", "--precision", "fp32",
+            "--distributed-optimizer", "--init-from", stage_a["ckpt"]]
+    t1 = torchrun([*base, "--checkpoint-uri", f"file://{root}/tp1"], nproc=1)
+    t2 = torchrun([*base, "--checkpoint-uri", f"file://{root}/tp2", "--tensor", "2"], nproc=2)
+    # the TP=1 run as it stood after step 3, then resumed with TP=2 (DP 1 -> 1, TP 1 -> 2)
+    import shutil
+
+    shutil.copytree(root / "tp1" / "iter_0000003", root / "re" / "iter_0000003")
+    storage.write_json_atomic(f"file://{root}/re/latest", {"iteration": "iter_0000003", "step": 3})
+    re = torchrun([*base, "--checkpoint-uri", f"file://{root}/re", "--tensor", "2"], nproc=2)
+    return {"tp1": t1.stdout, "tp2": t2.stdout, "re": re.stdout}
+
+
+def test_tp2_keeps_replicated_params_identical_and_matches_tp1(tp_runs):
+    l1, l2 = losses(tp_runs["tp1"]), losses(tp_runs["tp2"])
+    assert sorted(l1) == sorted(l2) == list(range(1, 7))
+    assert l1[6] < l1[1]  # lr > 0: the weights really move
+    for s in l1:
+        assert abs(l2[s] - l1[s]) <= 1e-3 * abs(l1[s]), (s, l1, l2)
+    checks = _events(tp_runs["tp2"], "replicaCheck")
+    assert [c["step"] for c in checks] == [3, 6]
+    assert all(c["maxDiff"] == 0.0 for c in checks), checks  # bit-identical across TP ranks
+
+
+def test_resume_tp1_checkpoint_with_tp2_continues_the_curve(tp_runs):
+    l1, lr_ = losses(tp_runs["tp1"]), losses(tp_runs["re"])
+    assert sorted(lr_) == [4, 5, 6]
+    ev = _events(tp_runs["re"], "resumed")[0]
+    assert ev["checkpointParallel"]["tensor"] == 1 and ev["parallel"]["tensor"] == 2
+    assert ev["rngRestored"] is False  # another layout: reseeded, and the log says so
+    for s in (4, 5, 6):
+        assert abs(lr_[s] - l1[s]) <= 1e-3 * abs(l1[s]), (s, l1, lr_)
+
+
+def test_resume_refuses_changed_seed_batch_or_data(dataset, tmp_path):
+    ck = f"file://{tmp_path}/ckpt"
+    base = ["--data", dataset["uri"], "--tokenizer", dataset["tokenizer"], "--preset", "tiny", "--train-iters", "2",
+            "--checkpoint-uri", ck, "--checkpoint-interval", "1", "--hf-export", "off"]
+    torchrun([*base, "--global-batch", "2", "--seed", "1"], nproc=1,
+             extra_env={"VLMOPS_TRAIN_CRASH_AFTER_STEP": "1"}, check=False)
+    assert storage.read_json(f"{ck}/latest")["step"] == 1
+    for extra, what in ((["--global-batch", "2", "--seed", "2"], "seed 1 -> 2"),
+                        (["--global-batch", "4", "--seed", "1"], "batch.global 2 -> 4")):
+        p = torchrun([*base, *extra], nproc=1, check=False)
+        assert p.returncode == 2, p.stderr[-2000:]
+        assert what in p.stdout + p.stderr
+    other = make_packed_dataset(f"file://{tmp_path}/other", str(tmp_path / "tok2"), n_samples=6, capacity=150,
+                                seed=9)
+    p = torchrun([*base[:1], other["uri"], *base[2:], "--global-batch", "2", "--seed", "1"], nproc=1, check=False)
+    assert p.returncode == 2 and "packed dataset" in p.stdout + p.stderr

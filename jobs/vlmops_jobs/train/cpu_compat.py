@@ -237,6 +237,20 @@ def _patch_torch_adam_step_key() -> None:
     patched._vlmops = True  # type: ignore[attr-defined]
     DistributedOptimizer._set_main_param_and_optimizer_states = patched
 
+    # Its loader also hands every parameter the *same* `step` tensor; torch AdamW increments
+    # `state["step"]` in place once per parameter, so after a resume the shared counter ran ahead
+    # (wrong bias correction: the loss curve left the uninterrupted one). Give each its own copy.
+    orig_load = DistributedOptimizer.load_state_dict
+
+    @functools.wraps(orig_load)
+    def load_state_dict(self, state_dict):
+        orig_load(self, state_dict)
+        for st in self.optimizer.state.values():
+            if torch.is_tensor(st.get("step")):
+                st["step"] = st["step"].detach().clone()
+
+    DistributedOptimizer.load_state_dict = load_state_dict
+
 
 def seed_rng(seed: int) -> None:
     """megatron's model-parallel RNG tracker; the CPU-capable variant when there is no GPU."""
