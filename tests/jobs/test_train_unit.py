@@ -26,10 +26,12 @@ def _args(*extra):
 
 
 @pytest.mark.parametrize("extra,world,msg", [
-    (["--tensor", "3"], 3, "does not divide the language heads"),
-    (["--tensor", "2"], 3, "not divisible by tensor"),
+    (["--tensor", "3"], 3, "tensor 3 does not divide language heads 4"),
+    (["--tensor", "2"], 3, "must be divisible by tensor\*pipeline\*context"),
     (["--pipeline", "2"], 2, "pipeline"),
-    (["--micro-batch", "2"], 2, "micro=1"),
+    (["--micro-batch", "2"], 2, "spec.batch.micro: must be 1"),
+    (["--sequence-parallel"], 1, "spec.parallelism.sequenceParallel"),
+    (["--init-from", "hf://org/m"], 1, "spec.initFrom.huggingFace"),
     (["--global-batch", "3"], 2, "multiple of the data-parallel size"),
     (["--trainable", "projector,decoder"], 1, "trainable"),
 ])

@@ -92,7 +92,7 @@ def test_pytorchjob_shape(recipe):
     c = m["spec"]["pytorchReplicaSpecs"]["Master"]["template"]["spec"]["containers"][0]
     assert c["resources"]["limits"] == {"nvidia.com/gpu": "8"}
     cmd = c["command"]
-    assert cmd[cmd.index("--nnodes") + 1] == "16" and cmd[cmd.index("--tensor") + 1] == "2"
+    assert cmd[cmd.index("--nnodes") + 1] == "16" and cmd[cmd.index("--tensor") + 1] == "8"
     # initFrom a previous stage resolves to that stage's latest checkpoint
     assert cmd[cmd.index("--init-from") + 1] == "s3://vlm-ckpt/llava-ov-1.5-8b/stage-1/"
     assert cmd[cmd.index("--data") + 1] == "s3://vlm-data/llava-ov-1.5/mid-training/packed-8k/"

@@ -10,6 +10,7 @@ import yaml
 from pydantic import ValidationError
 
 from vlmops.api.kinds import KINDS
+from vlmops_jobs.train.checks import TP_MESSAGE
 from vlmops.crdgen import crd
 from vlmops.manifests import with_defaults
 
@@ -78,14 +79,31 @@ CASES = {
     "initFrom two options": (lambda: _mut(_stage(), lambda s: s.update(initFrom={"checkpoint": "s3://a", "huggingFace": "x/y"})),
                              "exactly one of trainingStage, checkpoint, huggingFace must be set"),
     "world size": (lambda: _mut(_stage(), lambda s: s.update(nodes=1, gpusPerNode=6, parallelism={**s["parallelism"], "tensor": 4})),
-                   "world size (nodes*gpusPerNode) must be divisible by tensor*pipeline*context"),
+                   "spec.parallelism: world size (nodes*gpusPerNode) must be divisible by tensor*pipeline*context"),
+    "global batch vs DP": (lambda: _mut(_stage(), lambda s: s.update(parallelism={**s["parallelism"], "tensor": 1})),
+                           "spec.batch.global: must be a positive multiple of the data-parallel size "
+                           "(nodes*gpusPerNode / (tensor*pipeline*context))"),
+    "pipeline": (lambda: _mut(_stage(), lambda s: s["parallelism"].update(pipeline=2)),
+                 "spec.parallelism.pipeline: pipeline parallelism is not supported yet (use 1)"),
+    "context": (lambda: _mut(_stage(), lambda s: s["parallelism"].update(context=2)),
+                "spec.parallelism.context: context parallelism is not supported yet (use 1)"),
+    "sequence parallel": (lambda: _mut(_stage(), lambda s: s["parallelism"].update(sequenceParallel=True)),
+                          "spec.parallelism.sequenceParallel: not supported yet (needs the Transformer Engine layer path)"),
+    "hf init": (lambda: _mut(_stage(), lambda s: s.update(initFrom={"huggingFace": "org/m"})),
+                "spec.initFrom.huggingFace: starting from Hugging Face weights is not supported yet "
+                "(convert them to a megatron checkpoint and use initFrom.checkpoint)"),
+    "min lr": (lambda: _mut(_stage(), lambda s: s["optimizer"].update(minLr=1.0)),
+               "spec.optimizer.minLr: must not exceed optimizer.lr"),
+    "preset tp": (lambda: _mut(_stage(), lambda s: s.update(parallelism={**s["parallelism"], "tensor": 16},
+                                                            batch={"global": 128, "micro": 1})),
+                  TP_MESSAGE),
     "micro batch": (lambda: _mut(_stage(), lambda s: s["batch"].update(micro=2)),
-                    "batch.micro must be 1: packed sequences are one micro-batch each"),
+                    "spec.batch.micro: must be 1: packed sequences are one micro-batch each"),
     "explicit heads": (lambda: _mut(_stage(), lambda s: s.update(model={
         "vision": {"numLayers": 2, "hiddenSize": 64, "numAttentionHeads": 4},
         "language": {"numLayers": 2, "hiddenSize": 60, "numAttentionHeads": 6, "ffnHiddenSize": 128, "vocabSize": 100}},
         parallelism={**s["parallelism"], "tensor": 4}, nodes=1, gpusPerNode=8)),
-        "model.language.numAttentionHeads must be divisible by parallelism.tensor"),
+        TP_MESSAGE),
     "preset plus blocks": (lambda: _mut(_stage(), lambda s: s["model"].update(
         language={"numLayers": 2, "hiddenSize": 64, "numAttentionHeads": 4, "ffnHiddenSize": 128, "vocabSize": 100})),
         "preset cannot be combined with explicit vision/language blocks"),
@@ -108,15 +126,6 @@ def test_each_rule_fails_the_same_way_in_cel_and_pydantic(case):
     assert message in pydantic_failures(kind, spec)
 
 
-def test_preset_heads_are_checked_by_the_operator_only():
-    """CEL cannot see a preset's head count (it is not in the CR); pydantic (vlmops validate, the
-    operator, the local runner) resolves the preset and catches it."""
-    kind, spec = _mut(_stage(), lambda s: s.update(parallelism={**s["parallelism"], "tensor": 8},
-                                                   nodes=1, gpusPerNode=8, model={"preset": "tiny"}))
-    assert cel_failures(kind, spec) == []
-    assert "model.language.numAttentionHeads must be divisible by parallelism.tensor" in pydantic_failures(kind, spec)
-
-
 def test_api_preset_names_match_the_trainer():
     import typing
 
@@ -126,3 +135,77 @@ def test_api_preset_names_match_the_trainer():
     assert set(PRESET_NAMES) == set(PRESETS)
     literal = typing.get_args(typing.get_args(ModelSpec.model_fields["preset"].annotation)[0])
     assert set(literal) == set(PRESETS)
+
+
+def test_global_batch_112_on_128_gpus_tp1_is_rejected_naming_the_field(tmp_path):
+    import subprocess
+    import sys
+
+    stage = copy.deepcopy(next(o for o in _examples() if o.get("metadata", {}).get("name") == "stage-1-5-mid-training"))
+    stage["spec"].update(nodes=16, gpusPerNode=8, parallelism={"tensor": 1}, batch={"global": 112})
+    f = tmp_path / "stage.yaml"
+    f.write_text(yaml.safe_dump(stage))
+    p = subprocess.run([sys.executable, "-m", "vlmops", "validate", "-f", str(f)], capture_output=True, text=True,
+                       cwd=REPO)
+    assert p.returncode != 0
+    assert "spec.batch.global: must be a positive multiple of the data-parallel size" in p.stdout + p.stderr
+    kind, spec = _mut(_stage(), lambda s: s.update(nodes=16, gpusPerNode=8, parallelism={**s["parallelism"], "tensor": 1},
+                                                   batch={"global": 112, "micro": 1}))
+    assert any(m.startswith("spec.batch.global") for m in cel_failures(kind, spec))  # the API server too
+
+
+def test_admission_accepts_exactly_what_the_trainer_accepts():
+    """Random stages over the axes the trainer checks: CEL (API server), pydantic (vlmops validate,
+    operator) and the trainer's own start checks agree on every one."""
+    import random
+
+    from vlmops_jobs.common.result import JobError
+    from vlmops_jobs.train.trainer import parse_args, validate
+
+    rng = random.Random(7)
+    base = _stage()
+    disagreements = []
+    for i in range(300):
+        spec = copy.deepcopy(base["spec"])
+        tp, pp, cp = rng.choice([1, 2, 3, 4, 8, 16]), rng.choice([1, 1, 1, 2]), rng.choice([1, 1, 1, 2])
+        spec.update(nodes=rng.choice([1, 2, 3, 16]), gpusPerNode=rng.choice([1, 2, 6, 8]))
+        spec["parallelism"].update(tensor=tp, pipeline=pp, context=cp, sequenceParallel=rng.random() < 0.1)
+        spec["batch"] = {"global": rng.choice([1, 8, 16, 48, 64, 112, 256]), "micro": rng.choice([1, 1, 1, 2])}
+        spec["optimizer"].update(minLr=rng.choice([0.0, 1e-6, 1e-3]), warmupFraction=rng.choice([0.0, 0.5, 0.99]))
+        if rng.random() < 0.1:
+            spec["initFrom"] = {"huggingFace": "org/model"}
+        explicit = rng.random() < 0.4
+        if explicit:
+            heads = rng.choice([4, 6, 8, 12, 16])
+            spec["model"] = {"vision": {"numLayers": 2, "hiddenSize": rng.choice([64, 96, 1024]),
+                                        "numAttentionHeads": rng.choice([2, 4, 12, 16])},
+                             "language": {"numLayers": 2, "hiddenSize": heads * 64, "numAttentionHeads": heads,
+                                          "numQueryGroups": rng.choice([1, 2, heads]),
+                                          "ffnHiddenSize": rng.choice([1024, 1000, 3072]), "vocabSize": 1000}}
+        else:
+            spec["model"] = {"preset": rng.choice(["tiny", "llava-ov-1.5-4b", "llava-ov-1.5-8b"])}
+        cel_ok = not cel_failures("VLMTrainingStage", spec)
+        pyd_ok = not pydantic_failures("VLMTrainingStage", spec)
+        argv = ["--data", "x", "--tokenizer", "y", "--train-iters", "1", "--tensor", str(tp), "--pipeline", str(pp),
+                "--context", str(cp), "--global-batch", str(spec["batch"]["global"]),
+                "--micro-batch", str(spec["batch"]["micro"]), "--min-lr", str(spec["optimizer"]["minLr"]),
+                "--lr", str(spec["optimizer"]["lr"]), "--warmup-fraction", str(spec["optimizer"]["warmupFraction"])]
+        argv += ["--sequence-parallel"] if spec["parallelism"]["sequenceParallel"] else []
+        argv += ["--init-from", "hf://org/model"] if "initFrom" in spec and "huggingFace" in spec["initFrom"] else []
+        if explicit:
+            import json
+
+            from vlmops.api.training_stage import ModelSpec
+
+            m = ModelSpec.model_validate(spec["model"])
+            argv += ["--model-json", json.dumps({k: v.wire() for k, v in m.explicit_blocks().items()})]
+        else:
+            argv += ["--preset", spec["model"]["preset"]]
+        try:
+            validate(parse_args(argv), spec["nodes"] * spec["gpusPerNode"])
+            job_ok = True
+        except JobError:
+            job_ok = False
+        if not (cel_ok == pyd_ok == job_ok):
+            disagreements.append((i, cel_ok, pyd_ok, job_ok, spec["parallelism"], spec["model"]))
+    assert not disagreements, disagreements[:3]

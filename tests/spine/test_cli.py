@@ -65,7 +65,7 @@ def test_validate_cross_field_rules_after_schema_passes(tmp_path):
     f.write_text(yaml.safe_dump(bad))
     r = vlmops("validate", "-f", str(f))
     assert r.returncode == 1
-    assert "numAttentionHeads must be divisible by parallelism.tensor" in r.stdout
+    assert "spec.parallelism.tensor: must divide the model's attention heads" in r.stdout
 
 
 def test_validate_unreadable_input(tmp_path):

@@ -90,3 +90,22 @@ def test_training_arguments_survive_parsing():
     ns = parse_args(CASES["stage-1-5-mid-training/train"][CASES["stage-1-5-mid-training/train"].index("-m") + 2:])
     assert ns.preset == "llava-ov-1.5-8b" and ns.global_batch == 112 and ns.train_iters == 70000
     assert ns.init_from == "s3://vlm-ckpt/llava-ov-1.5-8b/stage-1/"
+
+
+def _training_stages():
+    docs = _docs("llava-ov-1.5") + _docs("quickstart") + [_explicit_model_stage()]
+    return {d["metadata"]["name"]: with_defaults(d) for d in docs if d["kind"] == "VLMTrainingStage"}
+
+
+@pytest.mark.parametrize("name", sorted(_training_stages()))
+def test_every_example_stage_passes_the_jobs_own_start_checks(name):
+    """Admission == the job's start: what `vlmops validate` accepts, the trainer accepts on the world
+    size the PyTorchJob will have (so no stage waits for its GPUs only to exit 2)."""
+    from vlmops.api.kinds import KINDS
+    from vlmops_jobs.train.trainer import parse_args, validate
+
+    obj = _training_stages()[name]
+    KINDS["VLMTrainingStage"].spec.model_validate(obj["spec"])  # vlmops validate's check
+    cmd = CASES[f"{name}/train"]
+    ns = parse_args(cmd[cmd.index("-m") + 2:])
+    validate(ns, obj["spec"]["nodes"] * obj["spec"]["gpusPerNode"])

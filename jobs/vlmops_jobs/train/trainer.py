@@ -71,43 +71,23 @@ def _trainable(s: str) -> tuple[str, ...]:
 
 
 def validate(args, world: int) -> dict[str, Any]:
-    """Everything checkable before a process group exists."""
+    """Everything checkable before a process group exists: the spec rules the API enforces too
+    (checks.py), then what only the job's own flags can break."""
+    from .checks import StageFacts, problems
+
     preset = preset_from_model_json(args.model_json) if args.model_json else PRESETS[args.preset]
-    if args.init_from and args.init_from.startswith("hf://"):
-        raise JobError(f"init-from {args.init_from}: starting from Hugging Face weights needs an HF-to-megatron "
-                       "conversion this trainer does not have yet; convert them and use initFrom.checkpoint")
-    tp, pp, cp = args.tensor, args.pipeline, args.context
-    if min(tp, pp, cp) < 1:
-        raise JobError("parallelism: tensor/pipeline/context must be >= 1")
-    if world % (tp * pp * cp):
-        raise JobError(f"parallelism: world size {world} is not divisible by tensor*pipeline*context = {tp * pp * cp}")
-    L, V = preset.language, preset.vision
-    for what, n in (("language heads", L.num_heads), ("language query groups", L.num_query_groups),
-                    ("vision heads", V.num_heads)):
-        if n % tp:
-            raise JobError(f"parallelism tensor: {tp} does not divide the {what} ({n}) of preset {preset.name}")
-    if 128 % tp:
-        raise JobError(f"parallelism tensor: {tp} must divide 128 (vocab padding)")
-    if pp > 1:
-        raise JobError("parallelism pipeline: pipeline parallelism is not implemented by this job yet (use 1)")
-    if cp > 1 and cpu_compat.needed():
-        raise JobError("parallelism context: context parallelism needs GPUs with Transformer Engine")
-    if cp > 1:
-        raise JobError("parallelism context: context parallelism is not implemented by this job yet (use 1)")
-    if args.sequence_parallel and cpu_compat.needed():
-        raise JobError("parallelism sequenceParallel: needs GPUs with Transformer Engine / Apex")
-    if args.micro_batch != 1:
-        raise JobError(f"batch micro: {args.micro_batch}; packed data trains with micro=1")
-    dp = world // (tp * pp * cp)
-    if args.global_batch < dp or args.global_batch % dp:
-        raise JobError(f"batch global: {args.global_batch} is not a positive multiple of the data-parallel size {dp}")
+    if min(args.tensor, args.pipeline, args.context) < 1:
+        raise JobError("spec.parallelism: tensor/pipeline/context must be >= 1")
+    facts = StageFacts(world=world, tensor=args.tensor, pipeline=args.pipeline, context=args.context,
+                       sequence_parallel=args.sequence_parallel, global_batch=args.global_batch,
+                       micro=args.micro_batch, init_from_hf=bool(args.init_from and args.init_from.startswith("hf://")),
+                       lr=args.lr, min_lr=args.min_lr, warmup_fraction=args.warmup_fraction, preset=preset)
+    bad = problems(facts)
+    if bad:
+        raise JobError(bad[0])
     if args.train_iters < 1:
-        raise JobError("trainIters: must be >= 1")
-    if not 0 <= args.warmup_fraction < 1:
-        raise JobError("optimizer warmupFraction: must be in [0, 1)")
-    if args.min_lr > args.lr:
-        raise JobError("optimizer minLr: larger than lr")
-    return {"preset": preset, "dp": dp, "trainable": _trainable(args.trainable)}
+        raise JobError("spec.trainIters: must be >= 1")
+    return {"preset": preset, "dp": world // facts.model_parallel, "trainable": _trainable(args.trainable)}
 
 
 def lr_at(step: int, args) -> float:

@@ -11,5 +11,6 @@ def format_validation_error(err: ValidationError) -> str:
         path = ".".join(str(p) for p in ("spec", *e["loc"]))
         # One model validator may report several broken rules, joined by "; " (rules.check_rules).
         for msg in e["msg"].removeprefix("Value error, ").split("; "):
-            lines.append(f"{path}: {msg}")
+            # rules shared with the jobs name their own field (`spec.batch.global: ...`)
+            lines.append(msg if msg.startswith(f"{path}.") or msg.startswith(f"{path}:") else f"{path}: {msg}")
     return "; ".join(lines)

@@ -32,14 +32,8 @@ class Projector(Model):
 
 
 # The presets' shapes live with the trainer (jobs/vlmops_jobs/train/presets.py, a dependency-free
-# module); the API only needs their head counts to validate tensor parallelism.
+# module); the API resolves them to run the trainer's own checks (checks.py).
 PRESET_NAMES = ("tiny", "llava-ov-1.5-4b", "llava-ov-1.5-8b")
-
-
-def preset_language_heads(name: str) -> int:
-    from vlmops_jobs.train.presets import PRESETS
-
-    return PRESETS[name].language.num_heads
 
 
 _MODEL_RULES = (
@@ -65,8 +59,16 @@ class ModelSpec(Model):
         check_rules(self, _MODEL_RULES)
         return self
 
-    def language_heads(self) -> int:
-        return preset_language_heads(self.preset) if self.preset else self.language.num_attention_heads
+    def shape(self):
+        """The trainer's Preset for this spec (named preset or explicit blocks, as the job reads them)."""
+        import json
+
+        from vlmops_jobs.train.presets import PRESETS, preset_from_model_json
+
+        if self.preset:
+            return PRESETS[self.preset]
+        blocks = {k: v.wire() for k, v in self.explicit_blocks().items()}
+        return preset_from_model_json(json.dumps(blocks))
 
     def explicit_blocks(self) -> dict[str, Model]:
         return {"vision": self.vision, "language": self.language, "projector": self.projector or Projector()}
@@ -99,7 +101,7 @@ class Optimizer(Model):
     min_lr: float = Field(0.0, ge=0)
     weight_decay: float = Field(0.0, ge=0)
     adam_beta2: float = Field(0.95, gt=0, lt=1)
-    warmup_fraction: float = Field(0.002, ge=0, le=1)
+    warmup_fraction: float = Field(0.002, ge=0, lt=1)
     schedule: Literal["cosine", "constant", "linear"] = "cosine"
     clip_grad: float = Field(1.0, ge=0)
 
@@ -130,18 +132,15 @@ class CheckpointSpec(Model):
     keep: int = Field(2, ge=1)
 
 
-_STAGE_RULES = (
-    rule("(self.nodes * self.gpusPerNode) % (self.parallelism.tensor * self.parallelism.pipeline"
-         " * self.parallelism.context) == 0",
-         "world size (nodes*gpusPerNode) must be divisible by tensor*pipeline*context",
-         lambda s: (s.nodes * s.gpus_per_node) % (s.parallelism.tensor * s.parallelism.pipeline
-                                                 * s.parallelism.context) == 0),
-    rule("self.batch.micro == 1", "batch.micro must be 1: packed sequences are one micro-batch each",
-         lambda s: s.batch.micro == 1),
-    rule("!has(self.model.language) || self.model.language.numAttentionHeads % self.parallelism.tensor == 0",
-         "model.language.numAttentionHeads must be divisible by parallelism.tensor",
-         lambda s: s.model.language_heads() % s.parallelism.tensor == 0),
-)
+def _stage_cel_rules():
+    from vlmops_jobs.train.checks import cel_rules
+
+    return tuple(rule(cel, msg, lambda s: True) for cel, msg in cel_rules())
+
+
+# CEL text and messages come from the trainer's own checks (vlmops_jobs.train.checks): the
+# pydantic side runs those checks themselves (`_rules` below), so admission == the job's start.
+_STAGE_RULES = _stage_cel_rules()
 
 
 class VLMTrainingStageSpec(CommonSpec):
@@ -166,7 +165,16 @@ class VLMTrainingStageSpec(CommonSpec):
 
     @model_validator(mode="after")
     def _rules(self):
-        check_rules(self, _STAGE_RULES)
+        from vlmops_jobs.train.checks import StageFacts, problems
+
+        p, o = self.parallelism, self.optimizer
+        bad = problems(StageFacts(
+            world=self.world_size, tensor=p.tensor, pipeline=p.pipeline, context=p.context,
+            sequence_parallel=p.sequence_parallel, global_batch=self.batch.global_, micro=self.batch.micro,
+            init_from_hf=bool(self.init_from and self.init_from.hugging_face), lr=o.lr, min_lr=o.min_lr,
+            warmup_fraction=o.warmup_fraction, preset=self.model.shape()), detail=False)
+        if bad:
+            raise ValueError("; ".join(bad))
         return self
 
     @property
