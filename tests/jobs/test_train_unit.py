@@ -27,7 +27,7 @@ def _args(*extra):
 
 @pytest.mark.parametrize("extra,world,msg", [
     (["--tensor", "3"], 3, "tensor 3 does not divide language heads 4"),
-    (["--tensor", "2"], 3, "must be divisible by tensor\*pipeline\*context"),
+    (["--tensor", "2"], 3, r"must be divisible by tensor\*pipeline\*context"),
     (["--pipeline", "2"], 2, "pipeline"),
     (["--micro-batch", "2"], 2, "spec.batch.micro: must be 1"),
     (["--sequence-parallel"], 1, "spec.parallelism.sequenceParallel"),
@@ -195,3 +195,84 @@ def test_progress_json_and_prometheus_gauges(tmp_path):
                         ("vlmops_train_tokens_per_second", 2000.0), ("vlmops_train_samples_per_second", 20.0),
                         ("vlmops_train_mfu", 1.0)):
         assert f"{name} {value}" in text, name
+
+
+def test_image_tokens_equal_the_packers_for_tiled_and_tiny_models(small, monkeypatch):
+    """One rule decides image tokens for packer and trainer: a 480x640 image is 17x23 = 391 tokens in
+    the plan, and a tiled ViT (56px tiles, 14px patches, 2x2 merge: 4 tokens a tile) feeds the LLM
+    exactly those 391 (padding cells dropped). On the tiny preset the trainer's composition gives
+    the same loss as megatron's LLaVAModel forward."""
+    import io
+    import json
+
+    import torch.distributed as dist
+    from megatron.core import parallel_state as ps
+    from PIL import Image
+
+    from vlmops_jobs.pack.lengths import image_tokens
+    from vlmops_jobs.train import cpu_compat
+    from vlmops_jobs.train.data import block_causal_mask, build_microbatch
+    from vlmops_jobs.train.model import Parallel, build_model, forward_step
+    from vlmops_jobs.train.presets import PRESETS, Preset, VisionShape, padded_vocab
+
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", "29593")
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=0, world_size=1)
+    try:
+        ps.initialize_model_parallel(1, 1)
+        torch.manual_seed(0)
+        cpu_compat.apply()
+        cpu_compat.seed_rng(0)
+        tok = ChatTokenizer(small["tokenizer"])
+        vocab = padded_vocab(tok.vocab_size)
+        cpu = torch.device("cpu")
+
+        # tiny: the trainer's composition == LLaVAModel.forward on a real packed sequence
+        tiny = build_model(PRESETS["tiny"], vocab, tok.image, Parallel()).eval()
+        mb = build_microbatch(PackedShards(small["uri"]).read(0), tok, 28, 1, 4096)
+        assert mb["images"].shape[0] >= 1
+        with torch.no_grad():
+            ours, n = forward_step(tiny, mb, cpu)
+            from vlmops_jobs.train.model import set_positions
+
+            set_positions(tiny, mb["position_ids"])
+            out, lm = tiny(images=mb["images"], input_ids=mb["input_ids"], position_ids=None,
+                           attention_mask=block_causal_mask(mb["segment_ids"]), labels=mb["labels"],
+                           loss_mask=mb["loss_mask"], num_image_tiles=mb["num_image_tiles"],
+                           sound_clips=torch.zeros(0))
+            theirs = (out.float() * lm.float()).sum()
+        assert n == lm.float().sum()
+        assert torch.allclose(ours, theirs, rtol=1e-5), (float(ours), float(theirs))
+
+        # tiled vision tower: exactly the packer's tokens for a 480x640 image
+        planned = image_tokens(640, 480)
+        assert planned == 17 * 23
+        tiled = Preset(name="tiled-test", vision=VisionShape(num_layers=1, hidden_size=32, num_heads=2,
+                                                             ffn_hidden_size=64, patch=14, tile=56,
+                                                             pixel_shuffle=True),
+                       language=PRESETS["tiny"].language, projector_ffn=64, hf_exportable=False)
+        assert tiled.vision.tokens_per_tile == 4
+        buf = io.BytesIO()
+        Image.new("RGB", (640, 480), (10, 200, 30)).save(buf, format="PNG")
+        conv = [{"role": "user", "content": "<image>\nWhat colour?"}, {"role": "assistant", "content": "green"}]
+        ids, _ = tok.encode_conversation(conv)
+        total = len(ids) - 1 + planned
+        raw = {"json": json.dumps({"sequence": 0, "capacity": 4096, "samples": [
+            {"id": "a", "conversations": conv, "images": ["img0.png"], "tokens": total,
+             "imageTokens": [planned]}]}).encode(), "img0.png": buf.getvalue()}
+        mb = build_microbatch(raw, tok, 56, 4, 4096)
+        assert mb["tokens"] == total and mb["segment_ids"].numel() == total
+        assert mb["images"].shape[0] == 9 * 12  # ceil(17*28/56) x ceil(23*28/56) tiles, padded
+        model = build_model(tiled, vocab, tok.image, Parallel()).eval()
+        with torch.no_grad():
+            ls, n = forward_step(model, mb, cpu)  # the mask is total x total: any other count fails here
+        assert torch.isfinite(ls) and n > 0
+        # a sub-sample longer than the model's max sequence length is counted, not silently lost
+        two = json.loads(raw["json"])
+        two["samples"] = two["samples"] * 2
+        mb2 = build_microbatch({**raw, "json": json.dumps(two).encode()}, tok, 56, 4, total + 5)
+        assert mb2["samples"] == 1 and mb2["dropped_samples"] == 1
+    finally:
+        ps.destroy_model_parallel()
+        dist.destroy_process_group()

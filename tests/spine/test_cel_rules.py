@@ -10,7 +10,7 @@ import yaml
 from pydantic import ValidationError
 
 from vlmops.api.kinds import KINDS
-from vlmops_jobs.train.checks import TP_MESSAGE
+from vlmops_jobs.train.checks import CELL_MESSAGE, TP_MESSAGE
 from vlmops.crdgen import crd
 from vlmops.manifests import with_defaults
 
@@ -92,6 +92,12 @@ CASES = {
     "hf init": (lambda: _mut(_stage(), lambda s: s.update(initFrom={"huggingFace": "org/m"})),
                 "spec.initFrom.huggingFace: starting from Hugging Face weights is not supported yet "
                 "(convert them to a megatron checkpoint and use initFrom.checkpoint)"),
+    "image cell": (lambda: _mut(_stage(), lambda s: s.update(model={
+        "vision": {"numLayers": 2, "hiddenSize": 64, "numAttentionHeads": 4},
+        "language": {"numLayers": 2, "hiddenSize": 64, "numAttentionHeads": 4, "ffnHiddenSize": 128, "vocabSize": 100},
+        "projector": {"mergeSize": 3}}, parallelism={**s["parallelism"], "tensor": 1}, nodes=1, gpusPerNode=8,
+        batch={"global": 8, "micro": 1})),
+        CELL_MESSAGE),
     "min lr": (lambda: _mut(_stage(), lambda s: s["optimizer"].update(minLr=1.0)),
                "spec.optimizer.minLr: must not exceed optimizer.lr"),
     "preset tp": (lambda: _mut(_stage(), lambda s: s.update(parallelism={**s["parallelism"], "tensor": 16},
@@ -178,7 +184,9 @@ def test_admission_accepts_exactly_what_the_trainer_accepts():
         if explicit:
             heads = rng.choice([4, 6, 8, 12, 16])
             spec["model"] = {"vision": {"numLayers": 2, "hiddenSize": rng.choice([64, 96, 1024]),
-                                        "numAttentionHeads": rng.choice([2, 4, 12, 16])},
+                                        "numAttentionHeads": rng.choice([2, 4, 12, 16]),
+                                        "patchSize": rng.choice([14, 14, 28]), "imageSize": rng.choice([448, 560, 500])},
+                             "projector": {"mergeSize": rng.choice([1, 2, 2, 3])},
                              "language": {"numLayers": 2, "hiddenSize": heads * 64, "numAttentionHeads": heads,
                                           "numQueryGroups": rng.choice([1, 2, heads]),
                                           "ffnHiddenSize": rng.choice([1024, 1000, 3072]), "vocabSize": 1000}}

@@ -78,6 +78,22 @@ _EXPLICIT_TP_CEL = (
 TP_MESSAGE = ("spec.parallelism.tensor: must divide the model's attention heads, query groups and FFN sizes "
               f"(language, vision, projector) and {VOCAB_DIVISIBLE_BY}")
 
+IMAGE_CELL = 28  # px per image token: patch 14 x 2x2 merge, the packer's unit (pack.lengths.image_tokens)
+CELL_MESSAGE = (f"spec.model.vision: the image-token cell (patchSize x projector.mergeSize) must be {IMAGE_CELL} px "
+                f"(patch 14 with merge 2, or patch 28 with merge 1) and imageSize a multiple of it")
+
+
+def _cell_ok(p: Preset) -> bool:
+    cell = p.vision.patch * (2 if p.vision.pixel_shuffle else 1)
+    return cell == IMAGE_CELL and p.vision.tile % IMAGE_CELL == 0
+
+
+_MERGE = "(has(self.model.projector) && has(self.model.projector.mergeSize) ? self.model.projector.mergeSize : 2)"
+_PATCH = "(has(self.model.vision.patchSize) ? self.model.vision.patchSize : 14)"
+_SIZE = "(has(self.model.vision.imageSize) ? self.model.vision.imageSize : 560)"
+_CELL_CEL = (f"!has(self.model.vision) || ((({_MERGE} == 2 ? 2 : 1) * {_PATCH} == {IMAGE_CELL})"
+             f" && ({_MERGE} == 1 || {_MERGE} == 2) && {_SIZE} % {IMAGE_CELL} == 0)")
+
 RULES: tuple[Rule, ...] = (
     Rule("spec.parallelism: world size (nodes*gpusPerNode) must be divisible by tensor*pipeline*context",
          lambda f: f.world % f.model_parallel == 0,
@@ -98,6 +114,7 @@ RULES: tuple[Rule, ...] = (
          "(convert them to a megatron checkpoint and use initFrom.checkpoint)",
          lambda f: not f.init_from_hf, "!has(self.initFrom) || !has(self.initFrom.huggingFace)"),
     Rule(TP_MESSAGE, lambda f: not tensor_problems(f.preset, f.tensor), None),  # CEL: two rules below
+    Rule(CELL_MESSAGE, lambda f: _cell_ok(f.preset), _CELL_CEL),
     Rule("spec.optimizer.minLr: must not exceed optimizer.lr",
          lambda f: f.min_lr <= f.lr, "self.optimizer.minLr <= self.optimizer.lr"),
     Rule("spec.optimizer.warmupFraction: must be below 1",

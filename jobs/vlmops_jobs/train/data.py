@@ -125,20 +125,24 @@ def image_grid(h: int, w: int, tokens: int | None) -> tuple[int, int]:
     return best[1], best[2]
 
 
-def image_tiles(data: bytes, tokens: int | None, tile: int) -> torch.Tensor:
-    """Decode, resize to the 28px grid (rounded up to whole tiles), normalize, cut into tiles
-    [n, 3, tile, tile] in raster order."""
+def image_tiles(data: bytes, tokens: int | None, tile: int) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
+    """Decode, resize to the packer's grid of 28px cells, normalize, zero-pad (the mean colour) up to
+    whole tiles and cut into tiles [n, 3, tile, tile] in raster order. Returns (tiles, (gh, gw, th, tw)):
+    the model keeps only the gh x gw real cells (model.select_cells), i.e. exactly `tokens`."""
     from PIL import Image
 
+    if tile % FACTOR:
+        raise JobError(f"model image size {tile} is not a multiple of the {FACTOR}px image-token cell")
     im = Image.open(io.BytesIO(data)).convert("RGB")
     gh, gw = image_grid(im.height, im.width, tokens)
     th, tw = -(-gh * FACTOR // tile), -(-gw * FACTOR // tile)
-    im = im.resize((tw * tile, th * tile), Image.BICUBIC)
+    im = im.resize((gw * FACTOR, gh * FACTOR), Image.BICUBIC)
     a = torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0)  # [H, W, 3]
     a = (a - torch.tensor(CLIP_MEAN)) / torch.tensor(CLIP_STD)
-    a = a.permute(2, 0, 1)  # [3, H, W]
-    t = a.reshape(3, th, tile, tw, tile).permute(1, 3, 0, 2, 4).reshape(th * tw, 3, tile, tile)
-    return t.contiguous()
+    full = torch.zeros(th * tile, tw * tile, 3)
+    full[: a.shape[0], : a.shape[1]] = a
+    t = full.permute(2, 0, 1).reshape(3, th, tile, tw, tile).permute(1, 3, 0, 2, 4).reshape(th * tw, 3, tile, tile)
+    return t.contiguous(), (gh, gw, th, tw)
 
 
 # ------------------------------------------------------------------------------------------
@@ -229,6 +233,9 @@ class PackedShards:
 # ------------------------------------------------------------------------------------------
 def build_microbatch(raw: dict[str, bytes], tok: ChatTokenizer, tile: int, tokens_per_tile: int,
                      max_len: int) -> dict[str, Any]:
+    """One packed sequence -> model inputs. Each image contributes exactly its planned token count;
+    a sub-sample that does not fit the model's max sequence length is left out and counted
+    (`dropped_samples`), never silently."""
     meta = json.loads(raw["json"])
     ids: list[int] = []
     tgt: list[int] = []
@@ -236,8 +243,10 @@ def build_microbatch(raw: dict[str, bytes], tok: ChatTokenizer, tile: int, token
     n_tiles: list[int] = []
     pos: list[int] = []
     seg: list[int] = []
+    grids: list[tuple[int, int, int, int]] = []
     combined = 0
     samples = 0
+    dropped = 0
     for si, s in enumerate(meta["samples"]):
         convs = s["conversations"]
         if isinstance(convs, str):
@@ -249,18 +258,18 @@ def build_microbatch(raw: dict[str, bytes], tok: ChatTokenizer, tile: int, token
         if len(imgs) != n_img:
             raise JobError(f"data sequence {meta.get('sequence')}: sample {s.get('id')} has {n_img} <image> "
                            f"tags but {len(imgs)} images")
-        s_tiles = []
+        s_tiles, s_grids = [], []
         for j, name in enumerate(imgs):
             data = raw.get(name)
             if data is None:
                 raise JobError(f"data sequence {meta.get('sequence')}: missing image entry {name}")
-            s_tiles.append(image_tiles(data, itoks[j] if j < len(itoks) else None, tile))
-        s_len = len(sids) - n_img + sum(t.shape[0] for t in s_tiles) * tokens_per_tile
+            t, g = image_tiles(data, itoks[j] if j < len(itoks) else None, tile)
+            s_tiles.append(t)
+            s_grids.append(g)
+        s_len = len(sids) - n_img + sum(g[0] * g[1] for g in s_grids)
         if combined + s_len > max_len:
-            if samples == 0:
-                raise JobError(f"data sequence {meta.get('sequence')}: sample {s.get('id')} has {s_len} tokens, "
-                               f"more than the model's max sequence length {max_len}")
-            break
+            dropped += 1
+            continue
         ids += sids
         tgt += [0] + stgt[1:]  # the first token of a sub-sample is never a target
         # positions/segments in the combined (image-expanded) space
@@ -268,18 +277,22 @@ def build_microbatch(raw: dict[str, bytes], tok: ChatTokenizer, tile: int, token
         k = 0
         for t in sids:
             if t == tok.image:
-                n = s_tiles[k].shape[0] * tokens_per_tile
+                n = s_grids[k][0] * s_grids[k][1]
                 k += 1
             else:
                 n = 1
             pos.extend(range(p, p + n))
             seg.extend([si] * n)
             p += n
-        for t in s_tiles:
+        for t, g in zip(s_tiles, s_grids):
             tiles.append(t)
             n_tiles.append(t.shape[0])
+            grids.append(g)
         combined += s_len
         samples += 1
+    if samples == 0:
+        raise JobError(f"data sequence {meta.get('sequence')}: no sub-sample fits the model's max sequence length "
+                       f"{max_len} (the packed dataset's sequenceLength must not exceed it)")
     T = len(ids)
     ids_t = torch.tensor(ids, dtype=torch.long)
     tgt_t = torch.tensor(tgt, dtype=torch.float32)
@@ -303,11 +316,13 @@ def build_microbatch(raw: dict[str, bytes], tok: ChatTokenizer, tile: int, token
         "loss_mask": loss_mask[None],
         "images": images,
         "num_image_tiles": torch.tensor(n_tiles, dtype=torch.int),
+        "image_grids": torch.tensor(grids, dtype=torch.int).reshape(-1, 4),  # (gh, gw, th, tw) per image
         "position_ids": pos_t,           # combined space, reset per sub-sample
         "segment_ids": seg_t,            # combined space
         "tokens": S,
         "target_tokens": int(loss_mask.sum().item()),
         "samples": samples,
+        "dropped_samples": dropped,
         "sequence": meta.get("sequence"),
     }
 

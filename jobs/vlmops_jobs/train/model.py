@@ -149,23 +149,68 @@ def unwrap(model):
     return getattr(model, "module", model)
 
 
+def image_features(m, images: torch.Tensor) -> torch.Tensor:
+    """Vision tower + merge + projector, as LLaVAModel composes them: [tiles, tokens_per_tile, h_lm]."""
+    from megatron.core.models.multimodal.llava_model import pixel_shuffle
+
+    x = m.vision_model(images)  # [tiles, patches(+class), h_vision]
+    if m._drop_vision_class_token:
+        x = x[:, m.vision_model.class_token_len:, :]
+    if m._pixel_shuffle:
+        x = pixel_shuffle(x)  # 2x2 merge, raster order of the merged cells
+    x = m.vision_projection(x.permute(1, 0, 2).contiguous())  # [tokens_per_tile, tiles, h_lm]
+    return x.permute(1, 0, 2)
+
+
+def select_cells(feats: torch.Tensor, grid: tuple[int, int, int, int]) -> torch.Tensor:
+    """One image's tile features [th*tw, s*s, h] -> its gh x gw grid cells in raster order [gh*gw, h].
+    Tiles pad the resized image up to whole tiles; the padding cells are dropped, so an image
+    feeds the LLM exactly the token count the packer planned (pack.lengths.image_tokens)."""
+    gh, gw, th, tw = grid
+    n, cells, h = feats.shape
+    s = int(round(cells ** 0.5))
+    x = feats.reshape(th, tw, s, s, h).permute(0, 2, 1, 3, 4).reshape(th * s, tw * s, h)
+    return x[:gh, :gw].reshape(gh * gw, h)
+
+
 def forward_step(model, mb: dict[str, Any], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Returns (sum of masked per-token losses, number of loss tokens) for one packed sequence."""
+    """Returns (sum of masked per-token losses, number of loss tokens) for one packed sequence.
+
+    LLaVAModel's own composition gives every image tiles x tokens_per_tile tokens; here each image
+    gives exactly its grid's cells (the packer's count), so packed lengths hold for every preset."""
     m = unwrap(model)
     set_positions(m, mb["position_ids"].to(device))
     mask = block_causal_mask(mb["segment_ids"]).to(device)
     dtype = next(m.parameters()).dtype
-    out, loss_mask = m(
-        images=mb["images"].to(device=device, dtype=dtype),
-        input_ids=mb["input_ids"].to(device),
-        position_ids=None,
-        attention_mask=mask,
-        labels=mb["labels"].to(device),
-        loss_mask=mb["loss_mask"].to(device),
-        num_image_tiles=mb["num_image_tiles"].to(device),
-        sound_clips=torch.zeros(0, device=device),
-    )
-    loss_mask = loss_mask.float()
+    ids = mb["input_ids"][0].to(device)
+    labels, lmask = mb["labels"][0].to(device), mb["loss_mask"][0].to(device)
+    text = ids.clone()
+    is_img = ids == m.image_token_index
+    text[is_img] = 0
+    emb = m.language_model.embedding(input_ids=text[None], position_ids=None)  # [T, 1, h]
+    images = mb["images"]
+    feats = image_features(m, images.to(device=device, dtype=dtype)) if images.shape[0] else None
+    pieces, lab, msk = [], [], []
+    start, tile0 = 0, 0
+    img_pos = torch.nonzero(is_img).flatten().tolist()
+    for k, p in enumerate(img_pos):
+        pieces.append(emb[start:p])
+        lab.append(labels[start:p])
+        msk.append(lmask[start:p])
+        gh, gw, th, tw = (int(v) for v in mb["image_grids"][k])
+        cells = select_cells(feats[tile0: tile0 + th * tw], (gh, gw, th, tw))
+        tile0 += th * tw
+        pieces.append(cells[:, None, :].to(emb.dtype))
+        lab.append(torch.zeros(cells.shape[0], dtype=labels.dtype, device=device))
+        msk.append(torch.zeros(cells.shape[0], dtype=lmask.dtype, device=device))
+        start = p + 1
+    pieces.append(emb[start:])
+    lab.append(labels[start:])
+    msk.append(lmask[start:])
+    combined = torch.cat(pieces, 0)
+    labels_c, loss_mask = torch.cat(lab)[None], torch.cat(msk)[None].float()
+    out = m.language_model(input_ids=None, position_ids=None, attention_mask=mask, decoder_input=combined,
+                           labels=labels_c)
     return (out.float() * loss_mask).sum(), loss_mask.sum()
 
 

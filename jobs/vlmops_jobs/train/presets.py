@@ -146,7 +146,7 @@ def preset_from_model_json(text: str) -> Preset:
     heads = lang["numAttentionHeads"]
     vision = VisionShape(num_layers=v["numLayers"], hidden_size=v["hiddenSize"], num_heads=v["numAttentionHeads"],
                          ffn_hidden_size=4 * v["hiddenSize"], patch=v.get("patchSize", 14),
-                         tile=v.get("imageSize", 448), pixel_shuffle=proj.get("mergeSize", 2) == 2)
+                         tile=v.get("imageSize", 560), pixel_shuffle=proj.get("mergeSize", 2) == 2)
     language = LanguageShape(num_layers=lang["numLayers"], hidden_size=lang["hiddenSize"], num_heads=heads,
                              num_query_groups=lang.get("numQueryGroups") or heads,
                              head_dim=lang["hiddenSize"] // heads, ffn_hidden_size=lang["ffnHiddenSize"],

@@ -241,6 +241,7 @@ def main(argv: list[str] | None = None) -> None:
                         max_len=preset.language.max_sequence_length)
     crash_after = int(os.environ.get("VLMOPS_TRAIN_CRASH_AFTER_STEP", "0") or 0)  # test hook: simulate preemption
     last_loss = float("nan")
+    dropped_total = 0  # sub-samples longer than the model's max sequence length (this run's steps)
     latest_ckpt = {"latest": resume_it, "step": start} if resume_it else None
     ddp.train()
 
@@ -248,9 +249,11 @@ def main(argv: list[str] | None = None) -> None:
         t0 = time.perf_counter()
         lr = lr_at(step, args)
         stats = torch.tensor([sum(m["target_tokens"] for m in mbs), sum(m["tokens"] for m in mbs),
-                              sum(m["samples"] for m in mbs), sum(m["images"].shape[0] for m in mbs)],
+                              sum(m["samples"] for m in mbs), sum(m["images"].shape[0] for m in mbs),
+                              sum(m["dropped_samples"] for m in mbs)],
                              dtype=torch.float64, device=device)
         dist.all_reduce(stats, group=dp_group)
+        dropped_total += int(stats[4])
         n_global = max(float(stats[0]), 1.0)
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         optim.zero_grads(ddp, opt)
@@ -270,7 +273,8 @@ def main(argv: list[str] | None = None) -> None:
         dist.all_reduce(fl, group=dp_group)
         _log(rank, {"step": done, "loss": round(last_loss, 6), "lr": lr,
                     "gradNorm": None if gnorm is None else round(gnorm, 6), "skipped": upd["skipped"],
-                    "tokens": int(stats[1]), "samples": int(stats[2]), "seconds": round(dt, 4)})
+                    "tokens": int(stats[1]), "samples": int(stats[2]), "droppedSamples": int(stats[4]),
+                    "seconds": round(dt, 4)})
         if saver and ((args.checkpoint_interval and done % args.checkpoint_interval == 0) or done == args.train_iters):
             state = {"step": done, "loss": last_loss, "parallel": par_json, "preset": preset.name,
                      **_resume_keys(args, trainable, data_id)}
@@ -324,7 +328,7 @@ def main(argv: list[str] | None = None) -> None:
         emit_result({
             "progress": {"step": st.get("step", args.train_iters), "totalSteps": args.train_iters,
                          "tokensPerSecond": st.get("tokensPerSecond"), "samplesPerSecond": st.get("samplesPerSecond"),
-                         "mfu": st.get("mfu"), "loss": round(last_loss, 6)},
+                         "mfu": st.get("mfu"), "loss": round(last_loss, 6), "droppedSamples": dropped_total},
             "checkpoint": latest_ckpt,
             "output": out_block,
             "hf": hf_uri,

@@ -192,6 +192,8 @@ class TrainProgress(Model):
     samples_per_second: float | None = None
     mfu: float | None = None
     loss: float | None = None
+    dropped_samples: int | None = Field(None, description="Sub-samples left out because they exceed the model's "
+                                        "max sequence length (counted, never silent).")
 
 
 class CheckpointStatus(Model):
