@@ -2,7 +2,9 @@
 
 One process, one GPU, bf16; the same build_model / forward_step as the job (megatron-core local
 specs, block-diagonal packed-sequence mask, per-sub-sample RoPE positions), random packed
-micro-batches (no I/O), torch AdamW. Prints one JSON line.
+micro-batches (no I/O). `--optimizer megatron` (default) / `megatron-distributed` is the job's own
+optimizer path (optim.py: megatron DDP + mixed-precision / distributed optimizer, fp32 masters);
+`torch-adamw` is the old baseline on bf16 params. Prints one JSON line (first/last loss, memory).
 
     PYTHONPATH=jobs:operator python benchmarks/gpu_train_throughput.py --seq 4096 --steps 20 --peak-tflops 989
 
@@ -29,6 +31,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=20)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--peak-tflops", type=float, default=989.0)
+    ap.add_argument("--optimizer", default="megatron", choices=["megatron", "megatron-distributed", "torch-adamw"])
+    ap.add_argument("--lr", type=float, default=1e-5)
     a = ap.parse_args()
 
     import torch
@@ -57,7 +61,14 @@ def main() -> None:
     vocab = 32768
     image_id = vocab - 1
     model = build_model(medium, vocab, image_id, Parallel(bf16=True)).cuda()
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-5)
+    if a.optimizer == "torch-adamw":
+        ddp, opt = model, torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=a.lr)
+    else:
+        from vlmops_jobs.train import optim
+
+        ddp, opt = optim.wrap(model, optim.OptimizerSettings(
+            lr=a.lr, min_lr=0.0, weight_decay=0.0, adam_beta2=0.95, clip_grad=1.0, bf16=True,
+            distributed=a.optimizer == "megatron-distributed"))
     tpt = medium.vision.tokens_per_tile  # 64 per 224px tile
     # one packed sequence: `images` single-tile images, text fills the rest, `subsamples` segments
     img_tokens = a.images * tpt
@@ -71,20 +82,30 @@ def main() -> None:
     labels[labels == image_id] = 0
     mb = {"input_ids": ids[None], "labels": labels[None], "loss_mask": torch.ones(1, text),
           "images": torch.randn(a.images, 3, 224, 224), "num_image_tiles": torch.ones(a.images, dtype=torch.int),
-          "position_ids": pos, "segment_ids": seg, "tokens": S}
+          "position_ids": pos, "segment_ids": seg, "tokens": S,
+          "image_grids": torch.tensor([[8, 8, 1, 1]] * a.images, dtype=torch.int)}  # one 224px tile = 8x8 cells
     dev = torch.device("cuda")
     flops = train_flops(medium, vocab, S, a.images, [S // a.subsamples] * a.subsamples)
+    losses = []
     for i in range(a.warmup + a.steps):
         if i == a.warmup:
             torch.cuda.synchronize()
             t = time.perf_counter()
-        ls, n = forward_step(model, mb, dev)
-        (ls / n).backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        if a.optimizer == "torch-adamw":
+            ls, n = forward_step(model, mb, dev)
+            (ls / n).backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+        else:
+            optim.zero_grads(ddp, opt)
+            ls, n = forward_step(ddp, mb, dev)
+            (ls / n).backward()
+            optim.step(ddp, opt, a.lr)
+        losses.append(float(ls / n))
     torch.cuda.synchronize()
     dt = (time.perf_counter() - t) / a.steps
-    print(json.dumps({"device": torch.cuda.get_device_name(), "seq": S, "stepSeconds": round(dt, 4),
+    print(json.dumps({"device": torch.cuda.get_device_name(), "optimizer": a.optimizer, "seq": S,
+                      "firstLoss": round(losses[0], 4), "lastLoss": round(losses[-1], 4), "stepSeconds": round(dt, 4),
                       "tokensPerSecond": round(S / dt, 1), "tflops": round(flops / dt / 1e12, 1),
                       "mfu": round(flops / dt / (a.peak_tflops * 1e12), 4),
                       "maxMemoryGiB": round(torch.cuda.max_memory_allocated() / 2**30, 2)}))
