@@ -85,6 +85,9 @@ def _cmd_render(args: argparse.Namespace) -> int:
     out = []
     for key, obj in objs.items():
         plan = build(obj, inputs)
+        if plan.invalid:
+            print(f"error: {key[0]}/{key[1]}: " + "; ".join(plan.invalid), file=sys.stderr)
+            return 1
         if plan.waiting_for:
             out.append(f"# {key[0]}/{key[1]}: waiting for " + "; ".join(plan.waiting_for) + "\n")
             continue

@@ -99,6 +99,11 @@ def desired_status(kube: Kube, obj: dict[str, Any], ctx: BuildContext) -> tuple[
         if tracked is not None:
             return tracked, out
         return state("Waiting", "WaitingForInput", "waiting for " + "; ".join(plan.waiting_for)), out
+    if plan.invalid:  # a spec problem visible only against an input: stall before asking for anything
+        tracked = _track_started(kube, obj, spec, status, old, state, out)
+        if tracked is not None:
+            return tracked, out
+        return state("Invalid", "InvalidSpec", "; ".join(plan.invalid)), out
 
     children: list[dict[str, Any]] = []
     old_children = {c.get("name"): c for c in old.get("children") or []}

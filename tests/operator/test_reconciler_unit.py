@@ -316,3 +316,25 @@ def test_never_started_cr_waits_for_a_missing_input():
     out = _run(kube, "stage-1-alignment", "VLMTrainingStage")
     st = kube.crs[("VLMTrainingStage", "stage-1-alignment")]["status"]
     assert out.created == [] and st["phase"] == "Pending" and "PackedDataset/llava-558k-8k not found" in st["message"]
+
+
+@pytest.mark.parametrize("edit,words", [
+    (lambda pds, st: pds["spec"].update(sequenceLength=32768), "packs 32768-token sequences"),
+    (lambda pds, st: pds["spec"].update(image={"patchSize": 14, "mergeSize": 1}), "image tokens on 14 px cells"),
+    (lambda pds, st: (st["spec"].update(nodes=16), pds["status"]["stats"].update(sequences=100)),
+     "has 100 packed sequences, fewer than the 128 data-parallel ranks"),
+])
+def test_stage_stalls_before_any_child_when_its_dataset_cannot_feed_the_model(edit, words):
+    """What the trainer would refuse at start about its dataset, the operator says first: Stalled
+    naming spec.data.packedDataset, and no PyTorchJob asks for GPUs."""
+    kube = FakeKube(_stage_pipeline())
+    _finish_pds(kube)
+    pds = kube.crs[("PackedDataset", "llava-558k-8k")]
+    stage = kube.crs[("VLMTrainingStage", "stage-1-alignment")]
+    stage["spec"]["batch"]["global"] = 1024
+    edit(pds, stage)
+    out = _run(kube, "stage-1-alignment", "VLMTrainingStage")
+    st = kube.crs[("VLMTrainingStage", "stage-1-alignment")]["status"]
+    assert out.created == [] and st["phase"] == "Failed"
+    stalled = next(c for c in st["conditions"] if c["type"] == "Stalled")
+    assert stalled["status"] == "True" and "spec.data.packedDataset:" in st["message"] and words in st["message"]

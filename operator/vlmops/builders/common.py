@@ -66,6 +66,9 @@ class Plan:
     steps: list[Step] = field(default_factory=list)
     waiting_for: list[str] = field(default_factory=list)  # "Kind/name: reason"
     inputs: dict[str, Any] = field(default_factory=dict)  # resolved input URIs, for status/lineage
+    # spec problems only visible against an input (e.g. a dataset the model cannot read): Stalled,
+    # "spec.field: why", before any child is created
+    invalid: list[str] = field(default_factory=list)
 
 
 def to_dict(model: Any) -> dict[str, Any]:

@@ -56,6 +56,30 @@ def _model_json(spec: VLMTrainingStageSpec) -> str:
     return json.dumps({k: v.wire() for k, v in spec.model.explicit_blocks().items()}, sort_keys=True, separators=(",", ":"))
 
 
+def dataset_problems(spec: VLMTrainingStageSpec, pds: dict[str, Any]) -> list[str]:
+    """What the trainer would refuse about this dataset at start, found before any GPU is asked for."""
+    from vlmops_jobs.train.checks import IMAGE_CELL
+
+    shape = spec.model.shape()
+    ds = pds.get("spec") or {}
+    name, out = spec.data.packed_dataset, []
+    seq = int(ds.get("sequenceLength") or 8192)
+    if seq > shape.language.max_sequence_length:
+        out.append(f"spec.data.packedDataset: {name} packs {seq}-token sequences; the model's max sequence length "
+                   f"is {shape.language.max_sequence_length}")
+    img = ds.get("image") or {}
+    cell = int(img.get("patchSize", 14)) * int(img.get("mergeSize", 2))
+    if cell != IMAGE_CELL:
+        out.append(f"spec.data.packedDataset: {name} counts image tokens on {cell} px cells; the model's image-token "
+                   f"cell is {IMAGE_CELL} px (its spec.image patchSize x mergeSize)")
+    sequences = ((pds.get("status") or {}).get("stats") or {}).get("sequences")
+    dp = spec.world_size // (spec.parallelism.tensor * spec.parallelism.pipeline * spec.parallelism.context)
+    if sequences is not None and int(sequences) < dp:
+        out.append(f"spec.data.packedDataset: {name} has {sequences} packed sequences, fewer than the "
+                   f"{dp} data-parallel ranks")
+    return out
+
+
 def build(cr: dict[str, Any], spec: VLMTrainingStageSpec, inputs: Inputs, ctx: BuildContext) -> Plan:
     waiting: list[str] = []
     pds = resolve(inputs, "PackedDataset", spec.data.packed_dataset, waiting)
@@ -63,6 +87,9 @@ def build(cr: dict[str, Any], spec: VLMTrainingStageSpec, inputs: Inputs, ctx: B
     if waiting:
         return Plan(waiting_for=waiting)
     assert pds is not None
+    problems = dataset_problems(spec, pds)
+    if problems:
+        return Plan(invalid=problems)
     data_uri = output_uri(pds)
     tokenizer = pds["spec"]["tokenizer"]
     command = ["torchrun", "--nnodes", str(spec.nodes), "--nproc-per-node", str(spec.gpus_per_node),
