@@ -48,6 +48,34 @@ def test_lr_schedule_warmup_cosine_min():
     assert lrs[-1] > 1e-4 and trainer.lr_at(10, a) == pytest.approx(1e-4)
 
 
+@pytest.fixture
+def one_rank(monkeypatch):
+    """A one-process gloo group with megatron's parallel state and RNG tracker, torn down after."""
+    import socket
+
+    import torch.distributed as dist
+    from megatron.core import parallel_state as ps
+
+    from vlmops_jobs.train import cpu_compat
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    monkeypatch.setenv("MASTER_PORT", str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=0, world_size=1)
+    try:
+        ps.initialize_model_parallel(1, 1)
+        torch.manual_seed(0)
+        cpu_compat.apply()
+        cpu_compat.seed_rng(0)
+        yield
+    finally:
+        ps.destroy_model_parallel()
+        dist.destroy_process_group()
+
+
 @pytest.fixture(scope="module")
 def small(tmp_path_factory):
     root = tmp_path_factory.mktemp("u")
@@ -86,87 +114,72 @@ def test_missing_shards_exit_2(tmp_path):
     assert p.stderr.strip().splitlines()[-1].startswith("error: tokenizer")
 
 
-def test_hf_export_matches_megatron_logits(small, tmp_path, monkeypatch):
-    import torch.distributed as dist
-    from megatron.core import parallel_state as ps
+def test_hf_export_matches_megatron_logits(small, tmp_path, one_rank):
     from transformers import LlavaForConditionalGeneration
 
-    from vlmops_jobs.train import cpu_compat
     from vlmops_jobs.train.hf_export import gather_full_state, megatron_input_to_hf, to_hf
     from vlmops_jobs.train.model import Parallel, build_model, logits
     from vlmops_jobs.train.presets import PRESETS, padded_vocab
 
-    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
-    monkeypatch.setenv("MASTER_PORT", "29591")
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=0, world_size=1)
-    try:
-        ps.initialize_model_parallel(1, 1)
-        torch.manual_seed(0)
-        cpu_compat.apply()
-        cpu_compat.seed_rng(0)
-        tok = ChatTokenizer(small["tokenizer"])
-        preset = PRESETS["tiny"]
-        vocab = padded_vocab(tok.vocab_size)
-        model = build_model(preset, vocab, tok.image, Parallel()).eval()
-        with torch.no_grad():  # random init leaves norms at 1 / biases at 0: perturb so the check sees them
-            for n, p in model.named_parameters():
-                if p.ndim == 1:
-                    p.add_(0.1 * torch.randn_like(p))
-        sh = PackedShards(small["uri"])
-        mb = StepLoader(sh, tok, seed=0, global_batch=1, dp_size=1, dp_rank=0, tile=28, tokens_per_tile=1,
-                        max_len=4096).step_batches(0)[0]
-        # first sub-sample only (HF LLaVA has no packed-sequence mask)
-        seg0 = int((mb["segment_ids"] == 0).sum())
-        ids = mb["input_ids"][0]
-        n_img_tok = 0
-        cut = 0
-        tiles_used = 0
-        k = 0
-        for t in ids.tolist():
-            if cut + n_img_tok >= seg0:
-                break
-            if t == tok.image:
-                n = int(mb["num_image_tiles"][k])
-                n_img_tok += n - 1
-                tiles_used += n
-                k += 1
-            cut += 1
-        ids = ids[:cut][None]
-        nt = mb["num_image_tiles"][:k]
-        images = mb["images"][:tiles_used]
-        ml = logits(model, ids, images, nt)
-        full = gather_full_state(model)
-        hf = to_hf(full, preset, vocab, tok.image)
-        hf.save_pretrained(tmp_path / "hf")
-        hf2 = LlavaForConditionalGeneration.from_pretrained(tmp_path / "hf").eval()
-        hf_ids = megatron_input_to_hf(ids, nt, tok.image, 1)
-        assert hf_ids.shape[1] == ml.shape[1]
-        with torch.no_grad():
-            kw = {"pixel_values": images} if k else {}
-            hl = hf2(input_ids=hf_ids, **kw).logits
-        assert k >= 1, "the checked sequence should carry an image"
-        assert (hl - ml).abs().max().item() < 1e-4, (hl - ml).abs().max().item()
-        # The export carries a processor, so lmms-eval's llava_hf / AutoProcessor can drive it.
-        import shutil
+    tok = ChatTokenizer(small["tokenizer"])
+    preset = PRESETS["tiny"]
+    vocab = padded_vocab(tok.vocab_size)
+    model = build_model(preset, vocab, tok.image, Parallel()).eval()
+    with torch.no_grad():  # random init leaves norms at 1 / biases at 0: perturb so the check sees them
+        for n, p in model.named_parameters():
+            if p.ndim == 1:
+                p.add_(0.1 * torch.randn_like(p))
+    sh = PackedShards(small["uri"])
+    mb = StepLoader(sh, tok, seed=0, global_batch=1, dp_size=1, dp_rank=0, tile=28, tokens_per_tile=1,
+                    max_len=4096).step_batches(0)[0]
+    # first sub-sample only (HF LLaVA has no packed-sequence mask)
+    seg0 = int((mb["segment_ids"] == 0).sum())
+    ids = mb["input_ids"][0]
+    n_img_tok = 0
+    cut = 0
+    tiles_used = 0
+    k = 0
+    for t in ids.tolist():
+        if cut + n_img_tok >= seg0:
+            break
+        if t == tok.image:
+            n = int(mb["num_image_tiles"][k])
+            n_img_tok += n - 1
+            tiles_used += n
+            k += 1
+        cut += 1
+    ids = ids[:cut][None]
+    nt = mb["num_image_tiles"][:k]
+    images = mb["images"][:tiles_used]
+    ml = logits(model, ids, images, nt)
+    full = gather_full_state(model)
+    hf = to_hf(full, preset, vocab, tok.image)
+    hf.save_pretrained(tmp_path / "hf")
+    hf2 = LlavaForConditionalGeneration.from_pretrained(tmp_path / "hf").eval()
+    hf_ids = megatron_input_to_hf(ids, nt, tok.image, 1)
+    assert hf_ids.shape[1] == ml.shape[1]
+    with torch.no_grad():
+        kw = {"pixel_values": images} if k else {}
+        hl = hf2(input_ids=hf_ids, **kw).logits
+    assert k >= 1, "the checked sequence should carry an image"
+    assert (hl - ml).abs().max().item() < 1e-4, (hl - ml).abs().max().item()
+    # The export carries a processor, so lmms-eval's llava_hf / AutoProcessor can drive it.
+    import shutil
 
-        from PIL import Image
-        from transformers import AutoProcessor
+    from PIL import Image
+    from transformers import AutoProcessor
 
-        from vlmops_jobs.train.hf_export import save_processor
+    from vlmops_jobs.train.hf_export import save_processor
 
-        for fn in ("tokenizer.json", "tokenizer_config.json"):
-            shutil.copy(Path(small["tokenizer"]) / fn, tmp_path / "hf" / fn)
-        save_processor(str(tmp_path / "hf"), hf2.config)
-        proc = AutoProcessor.from_pretrained(tmp_path / "hf")
-        inp = proc(images=[Image.new("RGB", (90, 60), (200, 10, 10))], text=["<image>\nWhat colour?"],
-                   return_tensors="pt")
-        assert (inp["input_ids"] == tok.image).sum().item() == 1
-        with torch.no_grad():
-            assert hf2(**inp).logits.shape[1] == inp["input_ids"].shape[1]
-    finally:
-        ps.destroy_model_parallel()
-        dist.destroy_process_group()
+    for fn in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(Path(small["tokenizer"]) / fn, tmp_path / "hf" / fn)
+    save_processor(str(tmp_path / "hf"), hf2.config)
+    proc = AutoProcessor.from_pretrained(tmp_path / "hf")
+    inp = proc(images=[Image.new("RGB", (90, 60), (200, 10, 10))], text=["<image>\nWhat colour?"],
+               return_tensors="pt")
+    assert (inp["input_ids"] == tok.image).sum().item() == 1
+    with torch.no_grad():
+        assert hf2(**inp).logits.shape[1] == inp["input_ids"].shape[1]
 
 
 def test_progress_json_and_prometheus_gauges(tmp_path):
@@ -197,7 +210,7 @@ def test_progress_json_and_prometheus_gauges(tmp_path):
         assert f"{name} {value}" in text, name
 
 
-def test_image_tokens_equal_the_packers_for_tiled_and_tiny_models(small, monkeypatch):
+def test_image_tokens_equal_the_packers_for_tiled_and_tiny_models(small, one_rank):
     """One rule decides image tokens for packer and trainer: a 480x640 image is 17x23 = 391 tokens in
     the plan, and a tiled ViT (56px tiles, 14px patches, 2x2 merge: 4 tokens a tile) feeds the LLM
     exactly those 391 (padding cells dropped). On the tiny preset the trainer's composition gives
@@ -205,74 +218,59 @@ def test_image_tokens_equal_the_packers_for_tiled_and_tiny_models(small, monkeyp
     import io
     import json
 
-    import torch.distributed as dist
-    from megatron.core import parallel_state as ps
     from PIL import Image
 
     from vlmops_jobs.pack.lengths import image_tokens
-    from vlmops_jobs.train import cpu_compat
     from vlmops_jobs.train.data import block_causal_mask, build_microbatch
     from vlmops_jobs.train.model import Parallel, build_model, forward_step
     from vlmops_jobs.train.presets import PRESETS, Preset, VisionShape, padded_vocab
 
-    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
-    monkeypatch.setenv("MASTER_PORT", "29593")
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=0, world_size=1)
-    try:
-        ps.initialize_model_parallel(1, 1)
-        torch.manual_seed(0)
-        cpu_compat.apply()
-        cpu_compat.seed_rng(0)
-        tok = ChatTokenizer(small["tokenizer"])
-        vocab = padded_vocab(tok.vocab_size)
-        cpu = torch.device("cpu")
+    tok = ChatTokenizer(small["tokenizer"])
+    vocab = padded_vocab(tok.vocab_size)
+    cpu = torch.device("cpu")
 
-        # tiny: the trainer's composition == LLaVAModel.forward on a real packed sequence
-        tiny = build_model(PRESETS["tiny"], vocab, tok.image, Parallel()).eval()
-        mb = build_microbatch(PackedShards(small["uri"]).read(0), tok, 28, 1, 4096)
-        assert mb["images"].shape[0] >= 1
-        with torch.no_grad():
-            ours, n = forward_step(tiny, mb, cpu)
-            from vlmops_jobs.train.model import set_positions
+    # tiny: the trainer's composition == LLaVAModel.forward on a real packed sequence
+    tiny = build_model(PRESETS["tiny"], vocab, tok.image, Parallel()).eval()
+    mb = build_microbatch(PackedShards(small["uri"]).read(0), tok, 28, 1, 4096)
+    assert mb["images"].shape[0] >= 1
+    with torch.no_grad():
+        ours, n = forward_step(tiny, mb, cpu)
+        from vlmops_jobs.train.model import set_positions
 
-            set_positions(tiny, mb["position_ids"])
-            out, lm = tiny(images=mb["images"], input_ids=mb["input_ids"], position_ids=None,
-                           attention_mask=block_causal_mask(mb["segment_ids"]), labels=mb["labels"],
-                           loss_mask=mb["loss_mask"], num_image_tiles=mb["num_image_tiles"],
-                           sound_clips=torch.zeros(0))
-            theirs = (out.float() * lm.float()).sum()
-        assert n == lm.float().sum()
-        assert torch.allclose(ours, theirs, rtol=1e-5), (float(ours), float(theirs))
+        set_positions(tiny, mb["position_ids"])
+        out, lm = tiny(images=mb["images"], input_ids=mb["input_ids"], position_ids=None,
+                       attention_mask=block_causal_mask(mb["segment_ids"]), labels=mb["labels"],
+                       loss_mask=mb["loss_mask"], num_image_tiles=mb["num_image_tiles"],
+                       sound_clips=torch.zeros(0))
+        theirs = (out.float() * lm.float()).sum()
+    assert n == lm.float().sum()
+    assert torch.allclose(ours, theirs, rtol=1e-5), (float(ours), float(theirs))
 
-        # tiled vision tower: exactly the packer's tokens for a 480x640 image
-        planned = image_tokens(640, 480)
-        assert planned == 17 * 23
-        tiled = Preset(name="tiled-test", vision=VisionShape(num_layers=1, hidden_size=32, num_heads=2,
-                                                             ffn_hidden_size=64, patch=14, tile=56,
-                                                             pixel_shuffle=True),
-                       language=PRESETS["tiny"].language, projector_ffn=64, hf_exportable=False)
-        assert tiled.vision.tokens_per_tile == 4
-        buf = io.BytesIO()
-        Image.new("RGB", (640, 480), (10, 200, 30)).save(buf, format="PNG")
-        conv = [{"role": "user", "content": "<image>\nWhat colour?"}, {"role": "assistant", "content": "green"}]
-        ids, _ = tok.encode_conversation(conv)
-        total = len(ids) - 1 + planned
-        raw = {"json": json.dumps({"sequence": 0, "capacity": 4096, "samples": [
-            {"id": "a", "conversations": conv, "images": ["img0.png"], "tokens": total,
-             "imageTokens": [planned]}]}).encode(), "img0.png": buf.getvalue()}
-        mb = build_microbatch(raw, tok, 56, 4, 4096)
-        assert mb["tokens"] == total and mb["segment_ids"].numel() == total
-        assert mb["images"].shape[0] == 9 * 12  # ceil(17*28/56) x ceil(23*28/56) tiles, padded
-        model = build_model(tiled, vocab, tok.image, Parallel()).eval()
-        with torch.no_grad():
-            ls, n = forward_step(model, mb, cpu)  # the mask is total x total: any other count fails here
-        assert torch.isfinite(ls) and n > 0
-        # a sub-sample longer than the model's max sequence length is counted, not silently lost
-        two = json.loads(raw["json"])
-        two["samples"] = two["samples"] * 2
-        mb2 = build_microbatch({**raw, "json": json.dumps(two).encode()}, tok, 56, 4, total + 5)
-        assert mb2["samples"] == 1 and mb2["dropped_samples"] == 1
-    finally:
-        ps.destroy_model_parallel()
-        dist.destroy_process_group()
+    # tiled vision tower: exactly the packer's tokens for a 480x640 image
+    planned = image_tokens(640, 480)
+    assert planned == 17 * 23
+    tiled = Preset(name="tiled-test", vision=VisionShape(num_layers=1, hidden_size=32, num_heads=2,
+                                                         ffn_hidden_size=64, patch=14, tile=56,
+                                                         pixel_shuffle=True),
+                   language=PRESETS["tiny"].language, projector_ffn=64, hf_exportable=False)
+    assert tiled.vision.tokens_per_tile == 4
+    buf = io.BytesIO()
+    Image.new("RGB", (640, 480), (10, 200, 30)).save(buf, format="PNG")
+    conv = [{"role": "user", "content": "<image>\nWhat colour?"}, {"role": "assistant", "content": "green"}]
+    ids, _ = tok.encode_conversation(conv)
+    total = len(ids) - 1 + planned
+    raw = {"json": json.dumps({"sequence": 0, "capacity": 4096, "samples": [
+        {"id": "a", "conversations": conv, "images": ["img0.png"], "tokens": total,
+         "imageTokens": [planned]}]}).encode(), "img0.png": buf.getvalue()}
+    mb = build_microbatch(raw, tok, 56, 4, 4096)
+    assert mb["tokens"] == total and mb["segment_ids"].numel() == total
+    assert mb["images"].shape[0] == 9 * 12  # ceil(17*28/56) x ceil(23*28/56) tiles, padded
+    model = build_model(tiled, vocab, tok.image, Parallel()).eval()
+    with torch.no_grad():
+        ls, n = forward_step(model, mb, cpu)  # the mask is total x total: any other count fails here
+    assert torch.isfinite(ls) and n > 0
+    # a sub-sample longer than the model's max sequence length is counted, not silently lost
+    two = json.loads(raw["json"])
+    two["samples"] = two["samples"] * 2
+    mb2 = build_microbatch({**raw, "json": json.dumps(two).encode()}, tok, 56, 4, total + 5)
+    assert mb2["samples"] == 1 and mb2["dropped_samples"] == 1
