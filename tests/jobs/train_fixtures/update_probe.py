@@ -2,9 +2,10 @@
 
 Builds the tiny model from one random init, then takes one step at the given lr on the same
 packed sequence three ways and prints one JSON line:
-  fp32     megatron optimizer, fp32 params
-  bf16     megatron optimizer (fp32 masters), bf16 params: what the trainer does on GPU
-  bf16_raw torch AdamW straight on bf16 params (no masters): the path that loses updates
+  fp32       megatron mixed-precision optimizer, fp32 params
+  bf16       megatron mixed-precision optimizer (fp32 masters), bf16 params
+  bf16_dist  megatron distributed optimizer (fp32 masters), bf16 params: the CR default on GPU
+  bf16_raw   torch AdamW straight on bf16 params (no masters): the path that loses updates
 "fraction" = share of the weights the optimizer owns (its master copies) that changed.
 """
 from __future__ import annotations
@@ -21,7 +22,6 @@ def main() -> None:
     ap.add_argument("--data", required=True)
     ap.add_argument("--tokenizer", required=True)
     ap.add_argument("--lr", type=float, default=1e-5)
-    ap.add_argument("--distributed-optimizer", action="store_true")
     a = ap.parse_args()
     dist.init_process_group("gloo")
     from megatron.core import parallel_state as ps
@@ -45,7 +45,7 @@ def main() -> None:
         return build_model(preset, vocab, tok.image, Parallel(bf16=bf16))
 
     out = {}
-    for mode in ("fp32", "bf16", "bf16_raw"):
+    for mode in ("fp32", "bf16", "bf16_dist", "bf16_raw"):
         bf16 = mode != "fp32"
         model = fresh(bf16)
         if mode == "bf16_raw":
@@ -59,7 +59,7 @@ def main() -> None:
         else:
             ddp, opt = optim.wrap(model, optim.OptimizerSettings(
                 lr=a.lr, min_lr=0.0, weight_decay=0.0, adam_beta2=0.999, clip_grad=0.0, bf16=bf16,
-                distributed=a.distributed_optimizer))
+                distributed=mode == "bf16_dist"))
             before = [p.detach().clone() for p in optim.main_params(opt)]
             optim.zero_grads(ddp, opt)
             ls, n = forward_step(ddp, mb, torch.device("cpu"))
