@@ -91,18 +91,16 @@ def desired_status(kube: Kube, obj: dict[str, Any], ctx: BuildContext) -> tuple[
         obj = {**obj, "spec": resolve_uris(obj["spec"], ctx.storage_prefix)}
     inputs = {ref: kube.get_cr(ref[0], ns, ref[1]) for ref in references(kind_name, spec)}
     plan: Plan = build(obj, inputs, ctx)
-    if plan.waiting_for:
+    if plan.waiting_for or plan.invalid:
         # Inputs are needed to create children, not to follow them: an input deleted (GitOps
         # prune) after this generation started must neither hide a running child's outcome nor
         # turn a finished CR back into Pending.
         tracked = _track_started(kube, obj, spec, status, old, state, out)
         if tracked is not None:
             return tracked, out
-        return state("Waiting", "WaitingForInput", "waiting for " + "; ".join(plan.waiting_for)), out
-    if plan.invalid:  # a spec problem visible only against an input: stall before asking for anything
-        tracked = _track_started(kube, obj, spec, status, old, state, out)
-        if tracked is not None:
-            return tracked, out
+        if plan.waiting_for:
+            return state("Waiting", "WaitingForInput", "waiting for " + "; ".join(plan.waiting_for)), out
+        # a spec problem visible only against an input: stall before asking for anything
         return state("Invalid", "InvalidSpec", "; ".join(plan.invalid)), out
 
     children: list[dict[str, Any]] = []

@@ -86,7 +86,7 @@ def test_loader_positions_masks_and_deterministic_order(small):
     tok = ChatTokenizer(small["tokenizer"])
     sh = PackedShards(small["uri"])
     assert len(sh) == small["sequences"]
-    mk = lambda r: StepLoader(sh, tok, seed=5, global_batch=2, dp_size=2, dp_rank=r, tile=28, tokens_per_tile=1,
+    mk = lambda r: StepLoader(sh, tok, seed=5, global_batch=2, dp_size=2, dp_rank=r, tile=28,
                               max_len=4096)
     l0, l1 = mk(0), mk(1)
     seen = [i for s in range(len(sh)) for i in (l0.indices(s) + l1.indices(s))][: len(sh)]
@@ -130,7 +130,7 @@ def test_hf_export_matches_megatron_logits(small, tmp_path, one_rank):
             if p.ndim == 1:
                 p.add_(0.1 * torch.randn_like(p))
     sh = PackedShards(small["uri"])
-    mb = StepLoader(sh, tok, seed=0, global_batch=1, dp_size=1, dp_rank=0, tile=28, tokens_per_tile=1,
+    mb = StepLoader(sh, tok, seed=0, global_batch=1, dp_size=1, dp_rank=0, tile=28,
                     max_len=4096).step_batches(0)[0]
     # first sub-sample only (HF LLaVA has no packed-sequence mask)
     seg0 = int((mb["segment_ids"] == 0).sum())
@@ -231,7 +231,7 @@ def test_image_tokens_equal_the_packers_for_tiled_and_tiny_models(small, one_ran
 
     # tiny: the trainer's composition == LLaVAModel.forward on a real packed sequence
     tiny = build_model(PRESETS["tiny"], vocab, tok.image, Parallel()).eval()
-    mb = build_microbatch(PackedShards(small["uri"]).read(0), tok, 28, 1, 4096)
+    mb = build_microbatch(PackedShards(small["uri"]).read(0), tok, 28, 4096)
     assert mb["images"].shape[0] >= 1
     with torch.no_grad():
         ours, n = forward_step(tiny, mb, cpu)
@@ -262,7 +262,7 @@ def test_image_tokens_equal_the_packers_for_tiled_and_tiny_models(small, one_ran
     raw = {"json": json.dumps({"sequence": 0, "capacity": 4096, "samples": [
         {"id": "a", "conversations": conv, "images": ["img0.png"], "tokens": total,
          "imageTokens": [planned]}]}).encode(), "img0.png": buf.getvalue()}
-    mb = build_microbatch(raw, tok, 56, 4, 4096)
+    mb = build_microbatch(raw, tok, 56, 4096)
     assert mb["tokens"] == total and mb["segment_ids"].numel() == total
     assert mb["images"].shape[0] == 9 * 12  # ceil(17*28/56) x ceil(23*28/56) tiles, padded
     model = build_model(tiled, vocab, tok.image, Parallel()).eval()
@@ -272,5 +272,5 @@ def test_image_tokens_equal_the_packers_for_tiled_and_tiny_models(small, one_ran
     # a sub-sample longer than the model's max sequence length is counted, not silently lost
     two = json.loads(raw["json"])
     two["samples"] = two["samples"] * 2
-    mb2 = build_microbatch({**raw, "json": json.dumps(two).encode()}, tok, 56, 4, total + 5)
+    mb2 = build_microbatch({**raw, "json": json.dumps(two).encode()}, tok, 56, total + 5)
     assert mb2["samples"] == 1 and mb2["dropped_samples"] == 1

@@ -201,12 +201,11 @@ def test_admission_accepts_exactly_what_the_trainer_accepts():
         argv += ["--sequence-parallel"] if spec["parallelism"]["sequenceParallel"] else []
         argv += ["--init-from", "hf://org/model"] if "initFrom" in spec and "huggingFace" in spec["initFrom"] else []
         if explicit:
-            import json
 
             from vlmops.api.training_stage import ModelSpec
 
             m = ModelSpec.model_validate(spec["model"])
-            argv += ["--model-json", json.dumps({k: v.wire() for k, v in m.explicit_blocks().items()})]
+            argv += ["--model-json", m.model_json()]
         else:
             argv += ["--preset", spec["model"]["preset"]]
         try:

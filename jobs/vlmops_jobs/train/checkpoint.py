@@ -169,8 +169,7 @@ class Checkpointer:
             # the checkpoint's common (non-tensor) part also carries the optimizer's: weights only here
             model.load_state_dict({k: v for k, v in state.items() if k in msd}, strict=True)
         except Exception as e:  # shape/key mismatch: one clear line
-            msg = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
-            raise JobError(f"{what}: checkpoint does not fit this model ({msg})") from e
+            raise JobError(f"{what}: checkpoint does not fit this model ({_first_line(e)})") from e
 
     @staticmethod
     def load_training_state(ddp, optimizer, local: str, what: str) -> None:
@@ -184,8 +183,7 @@ class Checkpointer:
             with cpu_compat.cuda_calls_on_cpu():
                 loaded = dist_checkpointing.load(state, local)
         except Exception as e:
-            msg = str(e).strip().splitlines()[0][:300] if str(e).strip() else type(e).__name__
-            raise JobError(f"{what}: checkpoint does not fit this model/optimizer ({msg})") from e
+            raise JobError(f"{what}: checkpoint does not fit this model/optimizer ({_first_line(e)})") from e
         optim.load_state(ddp, optimizer, loaded)
 
     @staticmethod
@@ -208,6 +206,11 @@ class Checkpointer:
         _barrier()
         if _local_rank() == 0:
             shutil.rmtree(local, ignore_errors=True)
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:300] if text else type(e).__name__
 
 
 def rng_states() -> dict[str, Any]:

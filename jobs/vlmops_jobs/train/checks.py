@@ -100,8 +100,9 @@ RULES: tuple[Rule, ...] = (
          f"{_W} % {_MP} == 0"),
     Rule("spec.batch.global: must be a positive multiple of the data-parallel size "
          "(nodes*gpusPerNode / (tensor*pipeline*context))",
-         lambda f: f.world < f.model_parallel or f.global_batch % (f.world // f.model_parallel) == 0,
-         f"{_W} < {_MP} || self.batch.global % ({_W} / {_MP}) == 0"),
+         lambda f: f.global_batch > 0 and (f.world < f.model_parallel
+                                           or f.global_batch % (f.world // f.model_parallel) == 0),
+         f"{_W} < {_MP} || self.batch.global % ({_W} / {_MP}) == 0"),  # > 0: the schema's minimum
     Rule("spec.batch.micro: must be 1: packed sequences are one micro-batch each",
          lambda f: f.micro == 1, "self.batch.micro == 1"),
     Rule("spec.parallelism.pipeline: pipeline parallelism is not supported yet (use 1)",

@@ -231,8 +231,7 @@ class PackedShards:
 # ------------------------------------------------------------------------------------------
 # Micro-batches
 # ------------------------------------------------------------------------------------------
-def build_microbatch(raw: dict[str, bytes], tok: ChatTokenizer, tile: int, tokens_per_tile: int,
-                     max_len: int) -> dict[str, Any]:
+def build_microbatch(raw: dict[str, bytes], tok: ChatTokenizer, tile: int, max_len: int) -> dict[str, Any]:
     """One packed sequence -> model inputs. Each image contributes exactly its planned token count;
     a sub-sample that does not fit the model's max sequence length is left out and counted
     (`dropped_samples`), never silently."""
@@ -339,10 +338,10 @@ class StepLoader:
     """Yields, for each step from `start_step`, this DP rank's list of micro-batches."""
 
     def __init__(self, shards: PackedShards, tok: ChatTokenizer, *, seed: int, global_batch: int, dp_size: int,
-                 dp_rank: int, tile: int, tokens_per_tile: int, max_len: int, prefetch: int = 4):
+                 dp_rank: int, tile: int, max_len: int, prefetch: int = 4):
         self.shards, self.tok = shards, tok
         self.seed, self.G, self.dp, self.r = seed, global_batch, dp_size, dp_rank
-        self.tile, self.tpt, self.max_len = tile, tokens_per_tile, max_len
+        self.tile, self.max_len = tile, max_len
         self.prefetch = prefetch
         self._perms: dict[int, np.ndarray] = {}
 
@@ -361,7 +360,7 @@ class StepLoader:
         return out
 
     def step_batches(self, step: int) -> list[dict[str, Any]]:
-        return [build_microbatch(self.shards.read(i), self.tok, self.tile, self.tpt, self.max_len)
+        return [build_microbatch(self.shards.read(i), self.tok, self.tile, self.max_len)
                 for i in self.indices(step)]
 
     def iterate(self, start_step: int, end_step: int) -> Iterator[tuple[int, list[dict[str, Any]]]]:

@@ -127,8 +127,6 @@ def _check_resume(it_uri: str, saved: dict[str, Any], want: dict[str, Any]) -> N
     names = {"trainable": "trainable", "seed": "seed", "globalBatch": "batch.global",
              "sequenceLength": "the packed dataset's sequenceLength", "data": "the packed dataset (digest)",
              "pipeline": "parallelism.pipeline", "context": "parallelism.context"}
-    if "pipeline" not in saved and isinstance(saved.get("parallel"), dict):  # written before these keys
-        saved = {**saved, "pipeline": saved["parallel"].get("pipeline"), "context": saved["parallel"].get("context")}
     diff = [f"{names[k]} {saved.get(k)!r} -> {v!r}" for k, v in want.items() if saved.get(k) != v]
     if diff:
         raise JobError(f"checkpoint {it_uri}: resuming would change {'; '.join(diff)} (the run would skip or "
@@ -237,8 +235,7 @@ def main(argv: list[str] | None = None) -> None:
             progress.checkpoint = {"latest": resume_it, "step": start}
 
     loader = StepLoader(shards, tok, seed=args.seed, global_batch=args.global_batch, dp_size=dp, dp_rank=dp_rank,
-                        tile=preset.vision.tile, tokens_per_tile=preset.vision.tokens_per_tile,
-                        max_len=preset.language.max_sequence_length)
+                        tile=preset.vision.tile, max_len=preset.language.max_sequence_length)
     crash_after = int(os.environ.get("VLMOPS_TRAIN_CRASH_AFTER_STEP", "0") or 0)  # test hook: simulate preemption
     last_loss = float("nan")
     dropped_total = 0  # sub-samples longer than the model's max sequence length (this run's steps)

@@ -59,16 +59,18 @@ class ModelSpec(Model):
         check_rules(self, _MODEL_RULES)
         return self
 
-    def shape(self):
-        """The trainer's Preset for this spec (named preset or explicit blocks, as the job reads them)."""
+    def model_json(self) -> str:
+        """The explicit blocks as the trainer's `--model-json` (API wire format)."""
         import json
 
+        return json.dumps({k: v.wire() for k, v in self.explicit_blocks().items()}, sort_keys=True,
+                          separators=(",", ":"))
+
+    def shape(self):
+        """The trainer's Preset for this spec (named preset or explicit blocks, as the job reads them)."""
         from vlmops_jobs.train.presets import PRESETS, preset_from_model_json
 
-        if self.preset:
-            return PRESETS[self.preset]
-        blocks = {k: v.wire() for k, v in self.explicit_blocks().items()}
-        return preset_from_model_json(json.dumps(blocks))
+        return PRESETS[self.preset] if self.preset else preset_from_model_json(self.model_json())
 
     def explicit_blocks(self) -> dict[str, Model]:
         return {"vision": self.vision, "language": self.language, "projector": self.projector or Projector()}

@@ -33,7 +33,7 @@ def train_args(spec: VLMTrainingStageSpec, data_uri: str, tokenizer: str, init_f
     o, p, m = spec.optimizer, spec.parallelism, spec.model
     return flag_args([
         ("--preset", m.preset),
-        ("--model-json", None if m.preset else _model_json(spec)),
+        ("--model-json", None if m.preset else m.model_json()),
         ("--data", data_uri), ("--tokenizer", tokenizer),
         ("--trainable", spec.trainable),
         ("--lr", o.lr), ("--min-lr", o.min_lr), ("--weight-decay", o.weight_decay), ("--adam-beta2", o.adam_beta2),
@@ -48,12 +48,6 @@ def train_args(spec: VLMTrainingStageSpec, data_uri: str, tokenizer: str, init_f
         ("--init-from", init_from),
         ("--output", spec.output_uri()), ("--metrics-port", METRICS_PORT),
     ])
-
-
-def _model_json(spec: VLMTrainingStageSpec) -> str:
-    import json
-
-    return json.dumps({k: v.wire() for k, v in spec.model.explicit_blocks().items()}, sort_keys=True, separators=(",", ":"))
 
 
 def dataset_problems(spec: VLMTrainingStageSpec, pds: dict[str, Any]) -> list[str]:

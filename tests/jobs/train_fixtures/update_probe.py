@@ -36,7 +36,7 @@ def main() -> None:
     tok = ChatTokenizer(a.tokenizer)
     preset = PRESETS["tiny"]
     vocab = padded_vocab(tok.vocab_size)
-    mb = build_microbatch(PackedShards(a.data).read(0), tok, preset.vision.tile, preset.vision.tokens_per_tile,
+    mb = build_microbatch(PackedShards(a.data).read(0), tok, preset.vision.tile,
                           preset.language.max_sequence_length)
 
     def fresh(bf16: bool):
