@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -34,11 +35,24 @@ def _env(extra=None):
 _PORT = [29611]
 
 
+def _launch(cmd, extra_env=None, timeout=240) -> subprocess.CompletedProcess:
+    """torchrun in its own process group: on a timeout the launcher and every rank go down together."""
+    proc = subprocess.Popen(cmd, env=_env(extra_env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=REPO, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
 def torchrun(args, nproc=2, extra_env=None, check=True, timeout=240):
     _PORT[0] += 1
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc), "--master-port",
            str(_PORT[0]), "-m", "vlmops_jobs.train", "--metrics-port", "0", *args]
-    p = subprocess.run(cmd, env=_env(extra_env), capture_output=True, text=True, timeout=timeout, cwd=REPO)
+    p = _launch(cmd, extra_env, timeout)
     if check and p.returncode != 0:
         raise AssertionError(f"torchrun failed rc={p.returncode}\nSTDOUT:\n{p.stdout[-4000:]}\nSTDERR:\n{p.stderr[-6000:]}")
     return p
@@ -191,7 +205,7 @@ def test_bf16_with_fp32_masters_changes_as_many_weights_as_fp32(dataset):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "1", "--master-port", str(_PORT[0]),
            str(Path(__file__).parent / "train_fixtures" / "update_probe.py"), "--data", dataset["uri"],
            "--tokenizer", dataset["tokenizer"], "--lr", "1e-5"]
-    p = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=240, cwd=REPO)
+    p = _launch(cmd)
     assert p.returncode == 0, p.stderr[-4000:]
     r = json.loads([ln for ln in p.stdout.splitlines() if ln.startswith("{")][-1])
     assert r["fp32"]["fraction"] > 0.5
