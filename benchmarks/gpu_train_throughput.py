@@ -40,7 +40,8 @@ def main() -> None:
 
     from vlmops_jobs.train import cpu_compat
     from vlmops_jobs.train.model import Parallel, build_model, forward_step
-    from vlmops_jobs.train.presets import LanguageShape, Preset, VisionShape, train_flops
+    from vlmops_contract.model_shapes import LanguageShape, Preset, VisionShape
+    from vlmops_jobs.train.flops import train_flops
 
     assert torch.cuda.is_available(), "needs a GPU"
     os.environ.setdefault("MASTER_ADDR", "127.0.0.1")

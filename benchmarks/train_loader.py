@@ -35,7 +35,7 @@ def main() -> None:
     from vlmops_jobs.train import cpu_compat
     from vlmops_jobs.train.data import ChatTokenizer, PackedShards, StepLoader
     from vlmops_jobs.train.model import Parallel, build_model, forward_step
-    from vlmops_jobs.train.presets import PRESETS, padded_vocab
+    from vlmops_contract.model_shapes import PRESETS, padded_vocab
 
     torch.set_num_threads(1)
     root = tempfile.mkdtemp(prefix="vlmops-bench-loader-")

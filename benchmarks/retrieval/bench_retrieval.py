@@ -109,7 +109,8 @@ def main() -> None:
     import pyarrow.parquet as pq
 
     from vlmops_jobs.balance.__main__ import main as cli
-    from vlmops_jobs.common.result import parse_result, run_main
+    from vlmops_contract.result import parse_result
+    from vlmops_jobs.common.result import run_main
 
     def emb(m, t):
         n_, d_ = m.shape

@@ -2,6 +2,4 @@
 
 __version__ = "0.1.0"
 
-GROUP = "vlmops.dev"
-VERSION = "v1alpha1"
-API_VERSION = f"{GROUP}/{VERSION}"
+from vlmops_contract.api import API_VERSION, GROUP, VERSION  # noqa: F401  (vlmops.GROUP etc.)

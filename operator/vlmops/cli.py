@@ -107,9 +107,10 @@ def _cmd_operator(args: argparse.Namespace) -> int:
 
 
 def _cmd_eval_compare(args: argparse.Namespace) -> int:
-    from vlmops_jobs.evaluate.compare import compare_main
+    import subprocess
 
-    return compare_main(args.rest) or 0
+    # The evaluation job's own CLI (same flags, same exit codes); the operator never imports job code.
+    return subprocess.call([sys.executable, "-m", "vlmops_jobs.evaluate", "compare", *args.rest])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from . import GROUP, VERSION
 from .api.kinds import KINDS
 from .builders import BuildContext, parse_spec, references
-from .builders.common import LABEL_KIND, LABEL_NAME
+from vlmops_contract.labels import LABEL_KIND, LABEL_NAME
 from .builders.inputs import is_done
 from .kube import Kube
 from . import results

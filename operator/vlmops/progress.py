@@ -6,19 +6,24 @@ with no credentials the read fails quietly and only the job's final result fills
 """
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
+from vlmops_contract.layouts import join
+from vlmops_contract.layouts.train import PROGRESS, PROGRESS_FIELDS
+from vlmops_contract.storage_env import fsspec_options
+
 log = logging.getLogger("vlmops.progress")
-_PROGRESS_KEYS = ("step", "totalSteps", "tokensPerSecond", "samplesPerSecond", "mfu", "loss")
 
 
 def read(output_uri: str) -> dict[str, Any] | None:
-    from vlmops_jobs.common import storage
+    import fsspec
 
-    uri = storage.join(output_uri, "progress.json")
+    uri = join(output_uri, PROGRESS)
     try:
-        return storage.read_json(uri)
+        with fsspec.open(uri, "rb", **fsspec_options(uri)) as f:
+            return json.load(f)
     except Exception as e:  # missing yet, no credentials, network: all mean "nothing new"
         log.debug("no progress at %s: %s", uri, e)
         return None
@@ -27,7 +32,7 @@ def read(output_uri: str) -> dict[str, Any] | None:
 def status_patch(doc: dict[str, Any], status: dict[str, Any]) -> dict[str, Any] | None:
     """The status fields to update from a progress document, or None when nothing changed or the
     document is older than what status already has (never move progress backwards)."""
-    progress = {k: doc[k] for k in _PROGRESS_KEYS if doc.get(k) is not None}
+    progress = {k: doc[k] for k in PROGRESS_FIELDS if doc.get(k) is not None}
     old = status.get("progress") or {}
     if not progress or (old.get("step") or 0) > (progress.get("step") or 0):
         return None

@@ -20,7 +20,7 @@ from .api.errors import format_validation_error
 from .api.kinds import KINDS
 from .builders import BuildContext, Plan, build, parse_spec, references
 from .builders.uris import relative_locations, resolve_uris
-from .builders.common import LABEL_GENERATION, LABEL_KIND, LABEL_NAME, LABEL_STEP
+from vlmops_contract.labels import LABEL_GENERATION, LABEL_KIND, LABEL_NAME, LABEL_STEP
 from .kube import Kube
 from .metrics import CHILD_FAILURES, RECONCILE_ERRORS, RECONCILE_TIME, RECONCILE_TOTAL
 

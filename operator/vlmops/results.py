@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from vlmops_jobs.common.result import parse_result
-from vlmops_jobs.evaluate.thresholds import evaluate_thresholds
+from vlmops_contract.result import parse_result
+from vlmops_contract.thresholds import evaluate_thresholds
 
 from . import metrics
 

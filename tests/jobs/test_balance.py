@@ -17,7 +17,8 @@ from test_balance_helpers import balance_args, make_pool, retrieve_args  # noqa:
 
 from vlmops_jobs.balance.__main__ import main  # noqa: E402
 from vlmops_jobs.common import storage  # noqa: E402
-from vlmops_jobs.common.result import parse_result, run_main  # noqa: E402
+from vlmops_contract.result import parse_result  # noqa: E402
+from vlmops_jobs.common.result import run_main  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -11,7 +11,8 @@ from test_balance_helpers import make_pool  # noqa: E402
 
 from vlmops_jobs.balance.__main__ import main  # noqa: E402
 from vlmops_jobs.common import storage  # noqa: E402
-from vlmops_jobs.common.result import parse_result, run_main  # noqa: E402
+from vlmops_contract.result import parse_result  # noqa: E402
+from vlmops_jobs.common.result import run_main  # noqa: E402
 
 builders = pytest.importorskip("vlmops.builders")
 

@@ -18,8 +18,9 @@ for _k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
     os.environ.setdefault(_k, "1")
 
 from vlmops_jobs.common import storage
-from vlmops_jobs.common.result import parse_result
-from vlmops_jobs.evaluate import compare, model, thresholds
+from vlmops_contract.result import parse_result
+from vlmops_contract import thresholds
+from vlmops_jobs.evaluate import compare, model
 from vlmops_jobs.evaluate.__main__ import main as evaluate_main
 
 pytest.importorskip("lmms_eval")

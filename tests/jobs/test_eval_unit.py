@@ -9,7 +9,8 @@ import pytest
 
 from vlmops_jobs.common import storage
 from vlmops_jobs.common.result import JobError
-from vlmops_jobs.evaluate import compare, model, normalize, run, thresholds
+from vlmops_contract import thresholds
+from vlmops_jobs.evaluate import compare, model, normalize, run
 
 RAW = {
     "results": {

@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from vlmops_jobs.common import storage, synthetic
-from vlmops_jobs.common.result import parse_result
+from vlmops_contract.result import parse_result
 from vlmops_jobs.pack import job
 from vlmops_jobs.pack.lengths import image_tokens, smart_resize
 

@@ -14,7 +14,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("megatron.core")
 
 from vlmops_jobs.common import storage  # noqa: E402
-from vlmops_jobs.common.result import parse_result  # noqa: E402
+from vlmops_contract.result import parse_result  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from train_fixtures.packed import make_packed_dataset  # noqa: E402

@@ -119,7 +119,7 @@ def test_hf_export_matches_megatron_logits(small, tmp_path, one_rank):
 
     from vlmops_jobs.train.hf_export import gather_full_state, megatron_input_to_hf, to_hf
     from vlmops_jobs.train.model import Parallel, build_model, logits
-    from vlmops_jobs.train.presets import PRESETS, padded_vocab
+    from vlmops_contract.model_shapes import PRESETS, padded_vocab
 
     tok = ChatTokenizer(small["tokenizer"])
     preset = PRESETS["tiny"]
@@ -223,7 +223,7 @@ def test_image_tokens_equal_the_packers_for_tiled_and_tiny_models(small, one_ran
     from vlmops_jobs.pack.lengths import image_tokens
     from vlmops_jobs.train.data import block_causal_mask, build_microbatch
     from vlmops_jobs.train.model import Parallel, build_model, forward_step
-    from vlmops_jobs.train.presets import PRESETS, Preset, VisionShape, padded_vocab
+    from vlmops_contract.model_shapes import PRESETS, Preset, VisionShape, padded_vocab
 
     tok = ChatTokenizer(small["tokenizer"])
     vocab = padded_vocab(tok.vocab_size)

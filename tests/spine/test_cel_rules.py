@@ -10,7 +10,7 @@ import yaml
 from pydantic import ValidationError
 
 from vlmops.api.kinds import KINDS
-from vlmops_jobs.train.checks import CELL_MESSAGE, TP_MESSAGE
+from vlmops_contract.stage_checks import CELL_MESSAGE, TP_MESSAGE
 from vlmops.crdgen import crd
 from vlmops.manifests import with_defaults
 
@@ -136,7 +136,7 @@ def test_api_preset_names_match_the_trainer():
     import typing
 
     from vlmops.api.training_stage import PRESET_NAMES, ModelSpec
-    from vlmops_jobs.train.presets import PRESETS
+    from vlmops_contract.model_shapes import PRESETS
 
     assert set(PRESET_NAMES) == set(PRESETS)
     literal = typing.get_args(typing.get_args(ModelSpec.model_fields["preset"].annotation)[0])

@@ -78,7 +78,7 @@ def test_builder_command_parses_with_the_job(name):
 
 
 def test_training_arguments_survive_parsing():
-    from vlmops_jobs.train.presets import preset_from_model_json
+    from vlmops_contract.model_shapes import preset_from_model_json
     from vlmops_jobs.train.trainer import parse_args
 
     cmd = CASES["explicit/train"]

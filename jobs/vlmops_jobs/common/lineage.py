@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from vlmops_contract.layouts import MANIFEST
+
 from . import storage
 
-MANIFEST = "manifest.json"
 
 
 def code_version() -> str:

@@ -1,18 +1,13 @@
-"""How a job reports its result: the last stdout line is one JSON object.
-
-The same JSON is written to the container's termination message file (Kubernetes
-`terminationMessagePath`, 4 KiB max), which is how the operator reads a finished pod's
-stats without log access or storage credentials. The local runner parses stdout.
-"""
+"""The jobs' side of the result contract (`vlmops_contract.result`): print the result line, turn
+bad input into one `error:` line and exit code 2, end the process cleanly."""
 from __future__ import annotations
 
-import json
 import os
 import sys
 from typing import Any
 
-TERMINATION_LOG = "/dev/termination-log"
-MAX_TERMINATION_BYTES = 4096
+from vlmops_contract.result import (EXIT_BAD_INPUT, EXIT_OK, MAX_TERMINATION_BYTES, TERMINATION_LOG,
+                                    TERMINATION_LOG_ENV, result_line)
 
 
 class JobError(Exception):
@@ -20,10 +15,10 @@ class JobError(Exception):
 
 
 def emit_result(result: dict[str, Any]) -> None:
-    line = json.dumps({"vlmopsResult": result}, sort_keys=True, separators=(",", ":"))
+    line = result_line(result)
     sys.stdout.write(line + "\n")
     sys.stdout.flush()
-    path = os.environ.get("VLMOPS_TERMINATION_LOG", TERMINATION_LOG)
+    path = os.environ.get(TERMINATION_LOG_ENV, TERMINATION_LOG)
     if len(line.encode()) <= MAX_TERMINATION_BYTES and os.path.isdir(os.path.dirname(path) or "."):
         try:
             with open(path, "w") as f:
@@ -32,26 +27,14 @@ def emit_result(result: dict[str, Any]) -> None:
             pass  # not in a pod (or not writable): stdout is the record
 
 
-def parse_result(text: str) -> dict[str, Any] | None:
-    """Find the result in a log or termination message (the last line that carries one)."""
-    for line in reversed(text.strip().splitlines()):
-        line = line.strip()
-        if line.startswith("{") and '"vlmopsResult"' in line:
-            try:
-                return json.loads(line)["vlmopsResult"]
-            except (ValueError, KeyError):
-                continue
-    return None
-
-
 def run_main(fn, argv: list[str] | None = None) -> int:
     """Run a job's main, turning JobError into one clear line on stderr and exit code 2."""
     try:
         fn(argv)
-        return 0
+        return EXIT_OK
     except JobError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
 
 
 def exit_now(code: int) -> None:
@@ -62,7 +45,6 @@ def exit_now(code: int) -> None:
     without an active exception", turning exit code 2 ("bad input, do not retry") or 0 into -6.
     """
     import multiprocessing
-    import os
 
     # Helpers a library spawned (megatron's persistent checkpoint writer, loader workers) would
     # otherwise outlive the job: os._exit skips multiprocessing's own atexit cleanup.
@@ -81,7 +63,6 @@ def exit_now(code: int) -> None:
 
 def shard_index(shard: int | None, shards: int, what: str) -> int:
     """`--shard`, else Kubernetes' `JOB_COMPLETION_INDEX` (Indexed Jobs), checked against `shards`."""
-    import os
 
     if shard is None:
         env = os.environ.get("JOB_COMPLETION_INDEX")

@@ -8,40 +8,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import uuid
 from contextlib import contextmanager
 from typing import Any, Iterator
 
 import fsspec
 from fsspec.core import url_to_fs
-
-
-def storage_options(uri: str) -> dict[str, Any]:
-    """S3 options from the environment (the pod contract): endpoint and region, creds from env."""
-    if not uri.startswith(("s3://", "s3a://")):
-        return {}
-    opts: dict[str, Any] = {}
-    client_kwargs: dict[str, Any] = {}
-    endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    if endpoint:
-        client_kwargs["endpoint_url"] = endpoint
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    if region:
-        client_kwargs["region_name"] = region
-    if client_kwargs:
-        opts["client_kwargs"] = client_kwargs
-    return opts
+from vlmops_contract.layouts import join  # noqa: F401  (the one URI join; jobs call storage.join)
+from vlmops_contract.storage_env import fsspec_options
 
 
 def get_fs(uri: str) -> tuple[fsspec.AbstractFileSystem, str]:
     """(filesystem, path) for a URI; plain paths are local files."""
-    fs, path = url_to_fs(uri, **storage_options(uri))
+    fs, path = url_to_fs(uri, **fsspec_options(uri))
     return fs, path
-
-
-def join(base: str, *parts: str) -> str:
-    return "/".join([base.rstrip("/")] + [p.strip("/") for p in parts])
 
 
 def exists(uri: str) -> bool:

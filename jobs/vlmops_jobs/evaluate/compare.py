@@ -23,9 +23,10 @@ from importlib import resources
 from typing import Any, Iterable, Mapping
 
 from ..common import storage
-from ..common.result import JobError, parse_result
+from vlmops_contract.result import parse_result
+from vlmops_jobs.common.result import JobError
 from .normalize import normalize
-from .thresholds import result_key
+from vlmops_contract.thresholds import result_key
 
 REFERENCES_FILE = "references.json"
 RESULTS = "results.json"

@@ -29,7 +29,9 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from ..common import lineage, storage
-from ..common.result import MAX_TERMINATION_BYTES, JobError, emit_result
+from vlmops_contract.result import MAX_TERMINATION_BYTES
+
+from ..common.result import JobError, emit_result
 from . import normalize as norm
 from .model import copy_to_local, file_digests, precheck_model, resolve_model, tree_digest
 

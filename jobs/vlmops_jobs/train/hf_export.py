@@ -10,7 +10,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from .presets import Preset
+from vlmops_contract.model_shapes import Preset
 
 
 def gather_full_state(model) -> dict[str, torch.Tensor]:

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from . import cpu_compat
 from .data import block_causal_mask
-from .presets import Preset
+from vlmops_contract.model_shapes import Preset
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,9 @@ from ..common import lineage, storage
 from ..common.result import JobError, emit_result
 from . import checkpoint as ckpt
 from . import cpu_compat
-from .presets import PRESETS, padded_vocab, preset_from_model_json, train_flops
+from vlmops_contract.model_shapes import PRESETS, padded_vocab, preset_from_model_json
+
+from .flops import train_flops
 
 MODULES = ("vision", "projector", "language")
 
@@ -73,7 +75,7 @@ def _trainable(s: str) -> tuple[str, ...]:
 def validate(args, world: int) -> dict[str, Any]:
     """Everything checkable before a process group exists: the spec rules the API enforces too
     (checks.py), then what only the job's own flags can break."""
-    from .checks import StageFacts, problems
+    from vlmops_contract.stage_checks import StageFacts, problems
 
     preset = preset_from_model_json(args.model_json) if args.model_json else PRESETS[args.preset]
     if min(args.tensor, args.pipeline, args.context) < 1:

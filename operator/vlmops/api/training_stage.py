@@ -31,8 +31,8 @@ class Projector(Model):
     merge_size: int = Field(2, ge=1)
 
 
-# The presets' shapes live with the trainer (jobs/vlmops_jobs/train/presets.py, a dependency-free
-# module); the API resolves them to run the trainer's own checks (checks.py).
+# The presets' shapes live in the contract package (vlmops_contract.model_shapes, dependency-free,
+# shared with the trainer); the API resolves them to run the trainer's own checks (stage_checks).
 PRESET_NAMES = ("tiny", "llava-ov-1.5-4b", "llava-ov-1.5-8b")
 
 
@@ -68,7 +68,7 @@ class ModelSpec(Model):
 
     def shape(self):
         """The trainer's Preset for this spec (named preset or explicit blocks, as the job reads them)."""
-        from vlmops_jobs.train.presets import PRESETS, preset_from_model_json
+        from vlmops_contract.model_shapes import PRESETS, preset_from_model_json
 
         return PRESETS[self.preset] if self.preset else preset_from_model_json(self.model_json())
 
@@ -135,12 +135,12 @@ class CheckpointSpec(Model):
 
 
 def _stage_cel_rules():
-    from vlmops_jobs.train.checks import cel_rules
+    from vlmops_contract.stage_checks import cel_rules
 
     return tuple(rule(cel, msg, lambda s: True) for cel, msg in cel_rules())
 
 
-# CEL text and messages come from the trainer's own checks (vlmops_jobs.train.checks): the
+# CEL text and messages come from the trainer's own checks (vlmops_contract.stage_checks): the
 # pydantic side runs those checks themselves (`_rules` below), so admission == the job's start.
 _STAGE_RULES = _stage_cel_rules()
 
@@ -167,7 +167,7 @@ class VLMTrainingStageSpec(CommonSpec):
 
     @model_validator(mode="after")
     def _rules(self):
-        from vlmops_jobs.train.checks import StageFacts, problems
+        from vlmops_contract.stage_checks import StageFacts, problems
 
         p, o = self.parallelism, self.optimizer
         bad = problems(StageFacts(

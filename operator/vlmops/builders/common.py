@@ -14,16 +14,14 @@ from typing import Any
 
 from kubernetes import client as k8s
 
-from .. import API_VERSION, GROUP, __version__
-from ..api.common import Storage
+from vlmops_contract.api import API_VERSION
+from vlmops_contract.labels import (LABEL_GENERATION, LABEL_KIND, LABEL_NAME, LABEL_STEP, MANAGED_BY,
+                                    MANAGED_BY_LABEL, PARENT_ANNOTATION, PART_OF_LABEL)
+from vlmops_contract.result import EXIT_BAD_INPUT
+from vlmops_contract.storage_env import CREDENTIAL_ENV, ENDPOINT_ENV, REGION_ENV
 
-MANAGED_BY = "vlmops"
-LABEL_KIND = f"{GROUP}/kind"
-LABEL_NAME = f"{GROUP}/name"
-LABEL_STEP = f"{GROUP}/step"
-LABEL_GENERATION = f"{GROUP}/generation"
-# Exit code 2 means "bad input" for every job: retrying cannot help, so the Job fails at once.
-BAD_INPUT_EXIT_CODE = 2
+from .. import __version__
+from ..api.common import Storage
 MAX_CHILD_NAME = 47  # leaves room for "-master-0"/"-<index>-<rand>" pod and service names (<= 63)
 
 
@@ -93,8 +91,8 @@ def child_name(cr_name: str, step: str, generation: int) -> str:
 def labels(cr: dict[str, Any], step: str) -> dict[str, str]:
     meta = cr["metadata"]
     return {
-        "app.kubernetes.io/managed-by": MANAGED_BY,
-        "app.kubernetes.io/part-of": "vlmops",
+        MANAGED_BY_LABEL: MANAGED_BY,
+        PART_OF_LABEL: "vlmops",
         LABEL_KIND: cr["kind"],
         LABEL_NAME: meta["name"],
         LABEL_STEP: step,
@@ -118,7 +116,7 @@ def metadata(cr: dict[str, Any], step: str) -> k8s.V1ObjectMeta:
         namespace=meta.get("namespace"),
         labels=labels(cr, step),
         owner_references=[owner] if owner else None,
-        annotations={f"{GROUP}/parent": f"{cr['kind']}/{meta['name']}"},
+        annotations={PARENT_ANNOTATION: f"{cr['kind']}/{meta['name']}"},
     )
 
 
@@ -131,11 +129,11 @@ def storage_env(spec_storage: Storage | None, ctx: BuildContext) -> list[k8s.V1E
     secret = st.secret_name or default.secret_name
     env = []
     if endpoint:
-        env.append(k8s.V1EnvVar(name="AWS_ENDPOINT_URL", value=endpoint))
+        env.append(k8s.V1EnvVar(name=ENDPOINT_ENV, value=endpoint))
     if region:
-        env.append(k8s.V1EnvVar(name="AWS_REGION", value=region))
+        env.append(k8s.V1EnvVar(name=REGION_ENV, value=region))
     if secret:
-        for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        for key in CREDENTIAL_ENV:
             env.append(k8s.V1EnvVar(name=key, value_from=k8s.V1EnvVarSource(
                 secret_key_ref=k8s.V1SecretKeySelector(name=secret, key=key))))
     return env
@@ -206,7 +204,7 @@ def job(cr: dict[str, Any], spec: Any, step: str, command: list[str], ctx: Build
             pod_failure_policy=k8s.V1PodFailurePolicy(rules=[k8s.V1PodFailurePolicyRule(
                 action="FailJob",
                 on_exit_codes=k8s.V1PodFailurePolicyOnExitCodesRequirement(
-                    container_name="main", operator="In", values=[BAD_INPUT_EXIT_CODE]),
+                    container_name="main", operator="In", values=[EXIT_BAD_INPUT]),
             )]),
             template=k8s.V1PodTemplateSpec(
                 metadata=k8s.V1ObjectMeta(labels=pod_labels),

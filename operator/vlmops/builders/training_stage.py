@@ -52,7 +52,7 @@ def train_args(spec: VLMTrainingStageSpec, data_uri: str, tokenizer: str, init_f
 
 def dataset_problems(spec: VLMTrainingStageSpec, pds: dict[str, Any]) -> list[str]:
     """What the trainer would refuse about this dataset at start, found before any GPU is asked for."""
-    from vlmops_jobs.train.checks import IMAGE_CELL
+    from vlmops_contract.stage_checks import IMAGE_CELL
 
     shape = spec.model.shape()
     ds = pds.get("spec") or {}

@@ -6,6 +6,7 @@ the termination-message file (`VLMOPS_TERMINATION_LOG`), exit code 2 = bad input
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -17,13 +18,10 @@ from typing import Any, Callable
 
 # Where `vlmops` and `vlmops_jobs` are importable from (the source tree's operator/ and jobs/, or
 # site-packages when installed): pods get the same code the runner runs.
+# Found, not imported: the runner never loads job code itself.
 _CODE_ROOTS = [str(Path(__file__).resolve().parents[2])]
-try:
-    import vlmops_jobs
-
-    _CODE_ROOTS.append(str(Path(vlmops_jobs.__file__).resolve().parents[1]))
-except ImportError:  # pragma: no cover - both packages ship in one distribution
-    pass
+if (_jobs := importlib.util.find_spec("vlmops_jobs")) is not None and _jobs.origin:
+    _CODE_ROOTS.append(str(Path(_jobs.origin).resolve().parents[1]))
 
 
 @dataclass

@@ -30,7 +30,7 @@ def main() -> None:
     from vlmops_jobs.train import cpu_compat, optim
     from vlmops_jobs.train.data import ChatTokenizer, PackedShards, build_microbatch
     from vlmops_jobs.train.model import Parallel, build_model, forward_step
-    from vlmops_jobs.train.presets import PRESETS, padded_vocab
+    from vlmops_contract.model_shapes import PRESETS, padded_vocab
 
     cpu_compat.apply()
     tok = ChatTokenizer(a.tokenizer)

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
-from .presets import PRESETS, VOCAB_DIVISIBLE_BY, Preset
+from .model_shapes import PRESETS, VOCAB_DIVISIBLE_BY, Preset
 
 
 @dataclass(frozen=True)
