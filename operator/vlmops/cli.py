@@ -62,8 +62,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _cmd_render(args: argparse.Namespace) -> int:
-    from .builders import build
-    from .builders.inputs import planned_status
+    from .kinds import build, planned_status
     from .manifests import validate, with_defaults
 
     docs = _load(args)

@@ -1,5 +1,6 @@
-"""kopf wiring: which events trigger `reconciler.reconcile`. No logic lives here.
+"""kopf wiring: which events trigger `reconciler.reconcile`, for every kind in `kinds.KINDS`.
 
+The decisions live in the reconciler; here: per-object locks, finding dependents, the progress timer.
 - each kind: on.create / on.resume / on.update(spec) reconcile the object itself;
 - child Jobs / PyTorchJobs (our labels): any event reconciles the parent named in the labels;
 - each kind's events reconcile the CRs that reference it (so a pipeline applied at once
@@ -16,18 +17,18 @@ from typing import Any
 
 import kopf
 from pydantic import ValidationError
+from vlmops_contract.api import GROUP, VERSION
+from vlmops_contract.labels import LABEL_KIND, LABEL_NAME, MANAGED_BY, MANAGED_BY_LABEL
 
-from . import GROUP, VERSION
-from .api.kinds import KINDS
-from .builders import BuildContext, parse_spec, references
-from vlmops_contract.labels import LABEL_KIND, LABEL_NAME
+from . import progress, status_metrics
+from .builders import BuildContext
 from .builders.inputs import is_done
+from .kinds import KINDS
 from .kube import Kube
-from . import results
 from .reconciler import reconcile
 
 log = logging.getLogger("vlmops.handlers")
-_MANAGED = {"app.kubernetes.io/managed-by": "vlmops"}
+_MANAGED = {MANAGED_BY_LABEL: MANAGED_BY}
 
 
 class Operator:
@@ -56,29 +57,27 @@ class Operator:
         with self._lock(kind, namespace, name):
             reconcile(self.kube, kind, namespace, name, self.ctx)
 
-    def mirror_progress(self, namespace: str, name: str, spec: dict[str, Any], status: dict[str, Any]) -> None:
-        from . import progress
-        from .api.training_stage import VLMTrainingStageSpec
-
+    def mirror_progress(self, kind: str, namespace: str, name: str, spec: dict[str, Any],
+                        status: dict[str, Any]) -> None:
         try:
-            out = VLMTrainingStageSpec.model_validate(spec).output_uri()
+            out = KINDS[kind].outputs(KINDS[kind].spec.model_validate(spec))["output"]["uri"]
         except ValidationError:
             return
         doc = progress.read(out)
         patch = progress.status_patch(doc, dict(status)) if doc else None
         if patch:
-            with self._lock("VLMTrainingStage", namespace, name):
-                self.kube.patch_cr_status("VLMTrainingStage", namespace, name, patch)
+            with self._lock(kind, namespace, name):
+                self.kube.patch_cr_status(kind, namespace, name, patch)
 
     def dependents(self, kind: str, namespace: str, name: str) -> list[tuple[str, str]]:
         found = []
         for other in KINDS.values():
             for obj in self.kube.list_crs(other.kind, namespace):
                 try:
-                    spec = parse_spec(obj)
+                    spec = other.spec.model_validate(obj.get("spec") or {})
                 except ValidationError:
                     continue
-                if (kind, name) in references(other.kind, spec):
+                if (kind, name) in other.references(spec):
                     found.append((other.kind, obj["metadata"]["name"]))
         return found
 
@@ -98,13 +97,13 @@ def register(op: Operator, registry: kopf.OperatorRegistry | None = None) -> kop
         def inputs_changed(event: dict[str, Any], body: Any, namespace: str, name: str, _kind: str = kind.kind,
                            **_: Any) -> None:
             if event.get("type") == "DELETED":
-                results.forget(_kind, namespace, name)
+                status_metrics.forget(_kind, namespace, name)
                 return
             if event.get("type") not in ("ADDED", "MODIFIED", None):
                 return
             # Dependents only ever act on a done input (Ready/Succeeded for its generation); any
             # other change of an input (progress, our own status patches) cannot unblock them.
-            if not is_done(dict(body)):
+            if not is_done(dict(body), KINDS[_kind].done_condition):
                 return
             for dep_kind, dep_name in op.dependents(_kind, namespace, name):
                 op.reconcile(dep_kind, namespace, dep_name)
@@ -117,13 +116,14 @@ def register(op: Operator, registry: kopf.OperatorRegistry | None = None) -> kop
         if parent_kind in KINDS and parent and event.get("type") != "DELETED":
             op.reconcile(parent_kind, namespace, parent)
 
-    def training_progress(status: dict[str, Any], spec: dict[str, Any], namespace: str, name: str,
-                          **_: Any) -> None:
-        op.mirror_progress(namespace, name, spec, status)
+    for kind in (k for k in KINDS.values() if k.mirrors_progress):
+        def mirror(status: dict[str, Any], spec: dict[str, Any], namespace: str, name: str, _kind: str = kind.kind,
+                   **_: Any) -> None:
+            op.mirror_progress(_kind, namespace, name, spec, status)
 
-    kopf.timer(GROUP, VERSION, KINDS["VLMTrainingStage"].plural, interval=op.progress_interval, initial_delay=5,
-               id="training-progress", registry=registry,
-               when=lambda status, **_: (status or {}).get("phase") == "Running")(training_progress)
+        kopf.timer(GROUP, VERSION, kind.plural, interval=op.progress_interval, initial_delay=5,
+                   id=f"progress-{kind.short}", registry=registry,
+                   when=lambda status, **_: (status or {}).get("phase") == "Running")(mirror)
 
     kopf.on.event("batch", "v1", "jobs", labels=_MANAGED, id="child-job", registry=registry)(child_changed)
     kopf.on.event("kubeflow.org", "v1", "pytorchjobs", labels=_MANAGED, id="child-pytorchjob",

@@ -1,4 +1,5 @@
-"""The operator's only door to the API server: plain-dict reads and idempotent writes.
+"""The operator's only door to the API server (`KubeAPI` over the kubernetes client): plain-dict reads
+and idempotent writes.
 
 Responses are read raw (`_preload_content=False`) so objects stay exactly as the server sent
 them (camelCase dicts), the same shape builders produce. Every write is counted in metrics.
@@ -11,8 +12,9 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from . import GROUP, VERSION
-from .api.kinds import KINDS
+from vlmops_contract.api import GROUP, VERSION
+
+from .kinds import KINDS
 from .metrics import API_WRITES
 
 _CHILD_API = {"Job": ("batch", "v1", "jobs"), "PyTorchJob": ("kubeflow.org", "v1", "pytorchjobs")}

@@ -10,8 +10,10 @@ import jsonschema
 import yaml
 from pydantic import ValidationError
 
-from .api.kinds import API_VERSION, KINDS
+from vlmops_contract.api import API_VERSION
+
 from .crdgen import crd
+from .kinds import KINDS
 from .api.errors import format_validation_error
 
 
@@ -59,7 +61,7 @@ def ours(docs: list[Doc]) -> list[Doc]:
 
 @functools.cache
 def _validator(kind: str) -> jsonschema.Draft4Validator:
-    schema = crd(KINDS[kind])["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    schema = crd(KINDS[kind].api)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     return jsonschema.Draft4Validator(schema)  # OpenAPI v3 numeric bounds follow draft 4
 
 

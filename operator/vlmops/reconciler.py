@@ -1,9 +1,12 @@
-"""The reconcile loop body, independent of kopf: read, adopt, create-if-absent, patch status.
+"""Reconcile = observe -> decide -> act, independent of kopf.
 
-`reconcile()` is level-based and idempotent: it recomputes the desired state from the CR, its
-inputs and its children every time, creates the next missing child (deterministic name, so a
-retry or a restarted operator finds it instead of duplicating it), and patches status only
-when something changed, so a settled pipeline causes no writes at all.
+- `observe` reads the CR, its inputs, its children and (only when a result or a failure must be
+  read) their pods into a `Snapshot`;
+- `decide` is a pure function of the snapshot: the desired status plus the actions;
+- `act` performs them: create the next missing child (deterministic name, so a retry or a restarted
+  operator finds it instead of duplicating it), adopt orphans, patch status only when it changed
+  (a settled pipeline causes no writes), post Events on transitions.
+Level-based and idempotent: every pass recomputes everything from what it reads.
 """
 from __future__ import annotations
 
@@ -14,30 +17,67 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
-
-from . import childstate, conditions, results
-from .api.errors import format_validation_error
-from .api.kinds import KINDS
-from .builders import BuildContext, Plan, build, parse_spec, references
-from .builders.uris import relative_locations, resolve_uris
 from vlmops_contract.labels import LABEL_GENERATION, LABEL_KIND, LABEL_NAME, LABEL_STEP
-from .kube import Kube
+
+from . import childstate, conditions, mergepatch, results, status_metrics
+from .api.errors import format_validation_error
+from .builders import BuildContext, Plan, Step
+from .builders.uris import relative_locations, resolve_uris
+from .kinds import KINDS, Kind
+from .kubeapi import KubeAPI
 from .metrics import CHILD_FAILURES, RECONCILE_ERRORS, RECONCILE_TIME, RECONCILE_TOTAL
 
 log = logging.getLogger("vlmops.reconciler")
+Event = tuple[str, str, str]  # (type, reason, message)
+
+
+@dataclass
+class Snapshot:
+    """What one pass read. `problem`: a spec problem found before building (nothing else is read)."""
+
+    obj: dict[str, Any]  # the CR, relative locations resolved
+    at: str
+    spec: Any = None
+    problem: str | None = None
+    plan: Plan | None = None
+    children: dict[str, dict[str, Any] | None] = field(default_factory=dict)  # name -> object; None: absent
+    pods: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # step -> its pods
+
+    @property
+    def old_status(self) -> dict[str, Any]:
+        return self.obj.get("status") or {}
+
+    @property
+    def recorded(self) -> dict[str, dict[str, Any]]:
+        """Children as the last pass recorded them in status, by name."""
+        return {c.get("name"): c for c in self.old_status.get("children") or []}
+
+
+@dataclass
+class Decision:
+    status: dict[str, Any]
+    create: list[Step] = field(default_factory=list)
+    adopt: list[tuple[dict[str, Any], list[dict[str, Any]]]] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    newly_failed: list[str] = field(default_factory=list)  # kinds of children that just failed (metrics)
 
 
 @dataclass
 class Outcome:
     patched: bool = False
     created: list[str] = field(default_factory=list)
-    events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
+    events: list[Event] = field(default_factory=list)
 
 
-def reconcile(kube: Kube, kind: str, namespace: str, name: str, ctx: BuildContext) -> Outcome:
+def reconcile(kube: KubeAPI, kind: str, namespace: str, name: str, ctx: BuildContext) -> Outcome:
     started = time.perf_counter()
     try:
-        out = _reconcile(kube, kind, namespace, name, ctx)
+        snap = observe(kube, KINDS[kind], namespace, name, ctx)
+        if snap is None:
+            status_metrics.forget(kind, namespace, name)
+            out = Outcome()
+        else:
+            out = act(kube, snap, decide(snap, KINDS[kind]))
         RECONCILE_TOTAL.labels(controller=kind, result="success").inc()
         return out
     except Exception:
@@ -48,229 +88,235 @@ def reconcile(kube: Kube, kind: str, namespace: str, name: str, ctx: BuildContex
         RECONCILE_TIME.labels(controller=kind).observe(time.perf_counter() - started)
 
 
-def _reconcile(kube: Kube, kind: str, namespace: str, name: str, ctx: BuildContext) -> Outcome:
-    obj = kube.get_cr(kind, namespace, name)
+# -- observe ------------------------------------------------------------------------------------
+
+def observe(kube: KubeAPI, kind: Kind, namespace: str, name: str, ctx: BuildContext) -> Snapshot | None:
+    """Everything `decide` needs, read from the API; None when the CR is gone or going."""
+    obj = kube.get_cr(kind.kind, namespace, name)
     if obj is None or obj["metadata"].get("deletionTimestamp"):
-        results.forget(kind, namespace, name)
-        return Outcome()
-    old = obj.get("status") or {}
-    new, outcome = desired_status(kube, obj, ctx)
-    if _differs(old, new):
-        patch = _merge_patch(old, new)
-        kube.patch_cr_status(kind, namespace, name, patch)
-        outcome.patched = True
-        at = conditions.now()
-        for type_, reason, message in outcome.events:
-            kube.post_event(obj, type_, reason, message, at)
-    results.export_metrics(obj, new)
-    return outcome
-
-
-def desired_status(kube: Kube, obj: dict[str, Any], ctx: BuildContext) -> tuple[dict[str, Any], Outcome]:
-    kind_name = obj["kind"]
-    kind = KINDS[kind_name]
-    meta = obj["metadata"]
-    ns, gen = meta["namespace"], meta.get("generation")
-    old = obj.get("status") or {}
-    status = copy.deepcopy(old)
-    out = Outcome()
-    at = conditions.now()
-    state = _StateSetter(status, kind.done_condition, gen, at, out)
-
+        return None
+    snap = Snapshot(obj=obj, at=conditions.now())
     try:
-        spec = parse_spec(obj)
+        snap.spec = kind.spec.model_validate(obj.get("spec") or {})
     except ValidationError as e:
-        return state("Invalid", "InvalidSpec", format_validation_error(e)), out
-
+        snap.problem = format_validation_error(e)
+        return snap
     relative = list(relative_locations(obj.get("spec") or {}))
     if relative and not ctx.storage_prefix:
-        return state("Invalid", "InvalidSpec", "; ".join(
-            f"{path}: relative location {value!r} needs a storage prefix (chart value jobs.storage.prefix) "
-            "or an absolute URI" for path, value in relative)), out
+        snap.problem = "; ".join(f"{path}: relative location {value!r} needs a storage prefix (chart value "
+                                 "jobs.storage.prefix) or an absolute URI" for path, value in relative)
+        return snap
     if relative:
-        obj = {**obj, "spec": resolve_uris(obj["spec"], ctx.storage_prefix)}
-    inputs = {ref: kube.get_cr(ref[0], ns, ref[1]) for ref in references(kind_name, spec)}
-    plan: Plan = build(obj, inputs, ctx)
+        snap.obj = {**obj, "spec": resolve_uris(obj["spec"], ctx.storage_prefix)}
+        snap.spec = kind.spec.model_validate(snap.obj["spec"])
+    inputs = {ref: kube.get_cr(ref[0], namespace, ref[1]) for ref in kind.references(snap.spec)}
+    snap.plan = kind.build(snap.obj, snap.spec, inputs, ctx)
+    _read_children(kube, snap)
+    return snap
+
+
+def _read_children(kube: KubeAPI, snap: Snapshot) -> None:
+    """Children in step order up to the first one not (yet) succeeded; pods where a step's result
+    or failure has to be read (a child that just succeeded, or one that failed)."""
+    ns, recorded = snap.obj["metadata"]["namespace"], snap.recorded
+    if snap.plan.waiting_for or snap.plan.invalid:
+        wanted = [(c["kind"], c["name"], c.get("step", "")) for c in _this_generation(snap)
+                  if c.get("phase") != "Succeeded"]
+    else:
+        wanted = [(s.kind, s.child_name, s.name) for s in snap.plan.steps]
+    for child_kind, name, step in wanted:
+        child = snap.children[name] = kube.get_child(child_kind, ns, name)
+        was = (recorded.get(name) or {}).get("phase")
+        phase = childstate.state(child).phase if child else ("Succeeded" if was == "Succeeded" else None)
+        if child and (phase == "Failed" or (phase == "Succeeded" and was != "Succeeded")):
+            snap.pods[step] = kube.list_pods(ns, _step_selector(snap.obj, step))
+        if phase != "Succeeded":
+            break
+
+
+def _step_selector(obj: dict[str, Any], step: str) -> dict[str, str]:
+    """The labels on every pod of the step's child."""
+    meta = obj["metadata"]
+    return {LABEL_KIND: obj["kind"], LABEL_NAME: meta["name"], LABEL_STEP: step,
+            LABEL_GENERATION: str(meta.get("generation", 1))}
+
+
+def _this_generation(snap: Snapshot) -> list[dict[str, Any]]:
+    gen = snap.obj["metadata"].get("generation")
+    return [dict(c) for c in snap.old_status.get("children") or [] if str(c.get("name", "")).endswith(f"-g{gen}")]
+
+
+# -- decide -------------------------------------------------------------------------------------
+
+def decide(snap: Snapshot, kind: Kind) -> Decision:
+    """The desired status and the actions to get there. Pure: reads only the snapshot."""
+    d = Decision(status=copy.deepcopy(snap.old_status))
+    state = _StateSetter(d, kind.done_condition, snap.obj["metadata"].get("generation"), snap.at)
+    if snap.problem:
+        return state("Invalid", "InvalidSpec", snap.problem)
+    plan = snap.plan
     if plan.waiting_for or plan.invalid:
         # Inputs are needed to create children, not to follow them: an input deleted (GitOps
         # prune) after this generation started must neither hide a running child's outcome nor
         # turn a finished CR back into Pending.
-        tracked = _track_started(kube, obj, spec, status, old, state, out)
-        if tracked is not None:
-            return tracked, out
+        followed = _follow_started(snap, kind, d, state)
+        if followed is not None:
+            return followed
         if plan.waiting_for:
-            return state("Waiting", "WaitingForInput", "waiting for " + "; ".join(plan.waiting_for)), out
+            return state("Waiting", "WaitingForInput", "waiting for " + "; ".join(plan.waiting_for))
         # a spec problem visible only against an input: stall before asking for anything
-        return state("Invalid", "InvalidSpec", "; ".join(plan.invalid)), out
+        return state("Invalid", "InvalidSpec", "; ".join(plan.invalid))
+    return _walk_steps(snap, kind, d, state)
 
+
+def _walk_steps(snap: Snapshot, kind: Kind, d: Decision, state: "_StateSetter") -> Decision:
+    status, recorded, steps = d.status, snap.recorded, snap.plan.steps
     children: list[dict[str, Any]] = []
-    old_children = {c.get("name"): c for c in old.get("children") or []}
-    for i, step in enumerate(plan.steps):
-        child = kube.get_child(step.kind, ns, step.child_name)
-        recorded = old_children.get(step.child_name) or {}
-        if child is None and recorded.get("phase") == "Succeeded":
+    for i, step in enumerate(steps):
+        child = snap.children.get(step.child_name)
+        was = recorded.get(step.child_name) or {}
+        if child is None and was.get("phase") == "Succeeded":
             # Its result is already in status: a child deleted after success (TTL, cleanup by
             # hand) must not run again. (A deleted *failed* child is recreated: that is a retry.)
-            children.append(dict(recorded))
+            children.append(dict(was))
             continue
         if child is None:
-            for extra in step.extra:
-                kube.create_child(extra)
-            child = kube.create_child(step.manifest)
-            out.created.append(step.child_name)
-            out.events.append(("Normal", "Created", f"created {step.kind} {step.child_name} ({step.name})"))
-            log.info("created %s %s/%s", step.kind, ns, step.child_name)
-        else:
-            _adopt_if_orphaned(kube, child, step.manifest)
+            d.create.append(step)
+            d.events.append(("Normal", "Created", f"created {step.kind} {step.child_name} ({step.name})"))
+            child = step.manifest  # just created: no status yet
+        elif (want := step.manifest["metadata"].get("ownerReferences")) and not child["metadata"].get(
+                "ownerReferences"):
+            d.adopt.append((child, want))
         st = childstate.state(child)
         children.append({"apiVersion": step.manifest["apiVersion"], "kind": step.kind, "name": step.child_name,
                          "step": step.name, "phase": st.phase})
-        if st.total and step.name in ("retrieve", "lengths", "write"):
+        if st.total and step.name in kind.shard_progress_steps:
             status["progress"] = {"shardsCompleted": st.completed or 0, "shardsTotal": st.total}
-        if kind_name == "VLMTrainingStage":
+        if kind.records_job:
             status["job"] = step.child_name
-        status.setdefault("startTime", at)
+        status.setdefault("startTime", snap.at)
         if st.phase == "Succeeded":
             # Read the result once, when the step turns Succeeded; it then lives in status, so a
             # child garbage-collected later loses nothing.
-            if (old_children.get(step.child_name) or {}).get("phase") != "Succeeded":
-                res = _read_result(kube, obj, step.name)
-                results.apply(kind_name, spec, status, step.name, res)
+            if was.get("phase") != "Succeeded":
+                results.copy_into(status, results.from_pods(snap.pods.get(step.name) or []), kind.result_keys)
             continue
         status["children"] = children
         if st.phase == "Failed":
-            if (old_children.get(step.child_name) or {}).get("phase") != "Failed":
-                CHILD_FAILURES.labels(kind=step.kind).inc()
-            status.setdefault("completionTime", at)
-            return state("Failed", "ChildFailed", _failure_message(kube, obj, step.kind, step.child_name,
-                                                                   step.name, st)), out
+            return _failed(snap, d, state, step.kind, step.child_name, step.name, st, was.get("phase"))
         what = "suspended (waiting for quota)" if st.phase == "Suspended" else st.phase.lower()
-        return state("Running", "Running", f"{step.name} ({i + 1}/{len(plan.steps)}): {step.kind} "
-                     f"{step.child_name} {what}"), out
-
+        return state("Running", "Running", f"{step.name} ({i + 1}/{len(steps)}): {step.kind} "
+                     f"{step.child_name} {what}")
     status["children"] = children
-    return _finished(kind_name, spec, status, state, len(plan.steps)), out
+    return _finished(snap, kind, d, state, len(steps))
 
 
-# The step whose success completes each kind (the builders' last step).
-FINAL_STEP = {"BalancedCorpus": "balance", "PackedDataset": "finalize", "VLMTrainingStage": "train",
-              "EvalSuite": "eval"}
-
-
-def _track_started(kube: Kube, obj: dict[str, Any], spec: Any, status: dict[str, Any], old: dict[str, Any],
-                   state: "_StateSetter", out: Outcome) -> dict[str, Any] | None:
-    """Status from the children already recorded for this generation, without creating any; None
-    when nothing was started (or the next step needs the missing input)."""
-    meta = obj["metadata"]
-    gen = meta.get("generation")
-    recorded = [dict(c) for c in old.get("children") or [] if str(c.get("name", "")).endswith(f"-g{gen}")]
+def _follow_started(snap: Snapshot, kind: Kind, d: Decision, state: "_StateSetter") -> Decision | None:
+    """Status from the children already recorded for this generation, creating none; None when
+    nothing was started (or the next step needs the missing input)."""
+    recorded = _this_generation(snap)
     if not recorded:
         return None
-    if old.get("observedGeneration") == gen and old.get("phase") in ("Ready", "Succeeded"):
-        return copy.deepcopy(old)  # finished: losing an input afterwards changes nothing
+    old = snap.old_status
+    if old.get("observedGeneration") == snap.obj["metadata"].get("generation") and \
+            old.get("phase") in ("Ready", "Succeeded"):
+        d.status = copy.deepcopy(old)  # finished: losing an input afterwards changes nothing
+        return d
     for c in recorded:
-        if c.get("phase") != "Succeeded":
-            child = kube.get_child(c["kind"], meta["namespace"], c["name"])
-            if child is None:
-                return None
-            st = childstate.state(child)
-            was, c["phase"] = c.get("phase"), st.phase
-            status["children"] = recorded
-            if st.phase == "Failed":
-                if was != "Failed":
-                    CHILD_FAILURES.labels(kind=c["kind"]).inc()
-                status.setdefault("completionTime", state.at)
-                return state("Failed", "ChildFailed",
-                             _failure_message(kube, obj, c["kind"], c["name"], c.get("step", ""), st))
-            if st.phase != "Succeeded":
-                return state("Running", "Running", f"{c.get('step')}: {c['kind']} {c['name']} "
-                             f"{st.phase.lower()} (an input is gone; following the started child)")
-            results.apply(obj["kind"], spec, status, c.get("step", ""), _read_result(kube, obj, c.get("step", "")))
-    if recorded[-1].get("step") != FINAL_STEP[obj["kind"]]:
+        if c.get("phase") == "Succeeded":
+            continue
+        child = snap.children.get(c["name"])
+        if child is None:
+            return None
+        st = childstate.state(child)
+        was, c["phase"] = c.get("phase"), st.phase
+        d.status["children"] = recorded
+        step = c.get("step", "")
+        if st.phase == "Failed":
+            return _failed(snap, d, state, c["kind"], c["name"], step, st, was)
+        if st.phase != "Succeeded":
+            return state("Running", "Running", f"{step}: {c['kind']} {c['name']} "
+                         f"{st.phase.lower()} (an input is gone; following the started child)")
+        results.copy_into(d.status, results.from_pods(snap.pods.get(step) or []), kind.result_keys)
+    if recorded[-1].get("step") != kind.final_step:
         return None
-    status["children"] = recorded
-    return _finished(obj["kind"], spec, status, state, len(recorded))
+    d.status["children"] = recorded
+    return _finished(snap, kind, d, state, len(recorded))
 
 
-def _finished(kind: str, spec: Any, status: dict[str, Any], state: "_StateSetter", steps: int) -> dict[str, Any]:
-    """Every step succeeded: derived fields, then Done (or Failed when eval thresholds are not met)."""
-    status.setdefault("completionTime", state.at)
-    results.finish(kind, spec, status)
-    if status.get("passed") is not None and status.get("total") is not None and status["passed"] < status["total"]:
-        return state("Failed", "ThresholdsNotMet", "failing: " + ", ".join(status.get("failing") or []))
-    return state("Done", KINDS[kind].done_phase, f"{steps} step(s) completed")
-
-
-def _failure_message(kube: Kube, obj: dict[str, Any], kind: str, name: str, step: str,
-                     st: childstate.ChildState) -> str:
-    msg = f"{kind} {name} ({step}) failed: {st.reason}"
+def _failed(snap: Snapshot, d: Decision, state: "_StateSetter", child_kind: str, name: str, step: str,
+            st: childstate.ChildState, was: str | None) -> Decision:
+    if was != "Failed":
+        d.newly_failed.append(child_kind)
+    d.status.setdefault("completionTime", snap.at)
+    msg = f"{child_kind} {name} ({step}) failed: {st.reason}"
     if st.message:
         msg += f": {st.message}"
-    pods = _step_pods(kube, obj, step)
+    pods = snap.pods.get(step) or []
     res = results.from_pods(pods)
     if res and res.get("error"):
         msg += f" ({res['error']})"
     elif line := results.failure_line(pods):
         msg += f" ({line})"  # e.g. the job's "error: <field>: ..." line (exit code 2)
-    return msg
+    return state("Failed", "ChildFailed", msg)
+
+
+def _finished(snap: Snapshot, kind: Kind, d: Decision, state: "_StateSetter", steps: int) -> Decision:
+    """Every step succeeded: derived fields, then Done (or Failed, e.g. eval thresholds not met)."""
+    d.status.setdefault("completionTime", snap.at)
+    failure = kind.finish(snap.spec, d.status)
+    if failure:
+        return state("Failed", *failure)
+    return state("Done", kind.done_phase, f"{steps} step(s) completed")
 
 
 class _StateSetter:
-    def __init__(self, status, done_condition, gen, at, out):
-        self.status, self.done, self.gen, self.at, self.out = status, done_condition, gen, at, out
+    """Sets phase and conditions on the decision's status; a changed phase or reason is an Event."""
 
-    def __call__(self, state: str, reason: str, message: str) -> dict[str, Any]:
-        old_phase = self.status.get("phase")
-        new = conditions.with_state(self.status, done_condition=self.done, state=state, reason=reason,
-                                    message=message, generation=self.gen, at=self.at)
-        if new["phase"] != old_phase or (conditions.get(self.status, "Ready") or {}).get("reason") != reason:
-            self.out.events.append(("Warning" if state in ("Failed", "Invalid") else "Normal", reason, message))
-        return new
+    def __init__(self, d: Decision, done_condition: str, gen: int | None, at: str):
+        self.d, self.done, self.gen, self.at = d, done_condition, gen, at
 
-
-def _step_pods(kube: Kube, obj: dict[str, Any], step: str) -> list[dict[str, Any]]:
-    """The step's pods (our labels are on every pod of every child)."""
-    meta = obj["metadata"]
-    return kube.list_pods(meta["namespace"], {
-        LABEL_KIND: obj["kind"], LABEL_NAME: meta["name"], LABEL_STEP: step,
-        LABEL_GENERATION: str(meta.get("generation", 1)),
-    })
+    def __call__(self, state: str, reason: str, message: str) -> Decision:
+        old = self.d.status
+        self.d.status = conditions.with_state(old, done_condition=self.done, state=state, reason=reason,
+                                              message=message, generation=self.gen, at=self.at)
+        if self.d.status["phase"] != old.get("phase") or (conditions.get(old, "Ready") or {}).get("reason") != reason:
+            self.d.events.append(("Warning" if state in ("Failed", "Invalid") else "Normal", reason, message))
+        return self.d
 
 
-def _read_result(kube: Kube, obj: dict[str, Any], step: str) -> dict[str, Any] | None:
-    """The step's result JSON from its pods' termination messages."""
-    return results.from_pods(_step_pods(kube, obj, step))
+# -- act ----------------------------------------------------------------------------------------
+
+def act(kube: KubeAPI, snap: Snapshot, d: Decision) -> Outcome:
+    meta = snap.obj["metadata"]
+    out = Outcome(events=d.events)
+    for step in d.create:
+        for extra in step.extra:
+            kube.create_child(extra)
+        kube.create_child(step.manifest)
+        out.created.append(step.child_name)
+        log.info("created %s %s/%s", step.kind, meta["namespace"], step.child_name)
+    for child, owner_refs in d.adopt:
+        kube.adopt_child(child, owner_refs)
+    for child_kind in d.newly_failed:
+        CHILD_FAILURES.labels(kind=child_kind).inc()
+    old = snap.old_status
+    if status_changed(old, d.status):
+        kube.patch_cr_status(snap.obj["kind"], meta["namespace"], meta["name"], mergepatch.diff(old, d.status))
+        out.patched = True
+        for type_, reason, message in d.events:
+            kube.post_event(snap.obj, type_, reason, message, snap.at)
+    status_metrics.observe(snap.obj, d.status)
+    return out
 
 
-def _adopt_if_orphaned(kube: Kube, child: dict[str, Any], manifest: dict[str, Any]) -> None:
-    want = manifest["metadata"].get("ownerReferences")
-    have = child["metadata"].get("ownerReferences")
-    if want and not have:
-        kube.adopt_child(child, want)
+def status_changed(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Statuses compare without timestamps that would otherwise change on every pass."""
+    return _without_times(old) != _without_times(new)
 
 
-def _differs(old: dict[str, Any], new: dict[str, Any]) -> bool:
-    return _strip_times(old) != _strip_times(new)
-
-
-def _strip_times(s: dict[str, Any]) -> dict[str, Any]:
-    """Compare statuses without timestamps that would otherwise change on every pass."""
+def _without_times(s: dict[str, Any]) -> dict[str, Any]:
     s = copy.deepcopy(s)
     for c in s.get("conditions") or []:
         c.pop("lastTransitionTime", None)
     return {k: v for k, v in s.items() if v is not None}
-
-
-def _merge_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
-    """RFC 7386 merge patch turning `old` into `new` (keys that disappear become null)."""
-    patch: dict[str, Any] = {}
-    for k in old.keys() - new.keys():
-        patch[k] = None
-    for k, v in new.items():
-        if isinstance(v, dict) and isinstance(old.get(k), dict):
-            sub = _merge_patch(old[k], v)
-            if sub:
-                patch[k] = sub
-        elif old.get(k) != v:
-            patch[k] = v
-    return patch

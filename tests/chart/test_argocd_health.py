@@ -45,7 +45,7 @@ def operator_status(kind: str, state: str, reason: str, message: str, generation
 
 
 def test_one_script_per_kind_matching_the_api():
-    from vlmops.api.kinds import KINDS as API_KINDS
+    from vlmops.kinds import KINDS as API_KINDS
 
     assert {k: v.done_condition for k, v in API_KINDS.items()} == KINDS == DONE
     for kind, done in KINDS.items():

@@ -44,7 +44,7 @@ def test_flux_healthchecks_cover_every_cr_of_the_pipeline():
 
 def test_flux_cel_health_expressions_name_real_conditions():
     ks = _flux_kustomizations()["llava-ov-1-5"]
-    kinds = pytest.importorskip("vlmops.api.kinds").KINDS
+    kinds = pytest.importorskip("vlmops.kinds").KINDS
     for e in ks["spec"]["healthCheckExprs"]:
         done = kinds[e["kind"]].done_condition
         assert f"c.type == '{done}'" in e["current"] and "c.type == 'Stalled'" in e["failed"]

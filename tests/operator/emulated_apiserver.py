@@ -51,6 +51,7 @@ import jsonpointer
 import kmock
 from kmock._internal import parsing, rendering
 from kmock._internal.enums import action
+from vlmops import mergepatch
 
 # (group/version/plural, kind, namespaced, shortnames, has status subresource)
 CORE_RESOURCES = [
@@ -86,19 +87,6 @@ parsing.parse_path = _parse_path_with_namespaces  # the one place kmock itself i
 def _method(request: rendering.Request) -> str:
     m = request.method
     return str(getattr(m, "value", m)).upper()
-
-
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch (kmock's own refuses dict<->scalar replacement)."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    out = dict(target) if isinstance(target, dict) else {}
-    for k, v in patch.items():
-        if v is None:
-            out.pop(k, None)
-        else:
-            out[k] = merge_patch(out.get(k), v)
-    return out
 
 
 def parse_label_selector(sel: str | None) -> list[tuple[str, str, str | None]]:
@@ -347,7 +335,7 @@ class VlmopsEmulator(kmock.KubernetesEmulator):
                 raise kmock.KubernetesError(status=409, reason="Conflict",
                                             message="the object has been modified; please apply your changes "
                                                     "to the latest version and try again")
-            return merge_patch(obj, body)
+            return mergepatch.apply(obj, body)
         raise kmock.KubernetesError(status=415, reason="UnsupportedMediaType",
                                     message=f"content type {ctype!r} is not emulated")
 

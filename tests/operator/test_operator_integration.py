@@ -15,7 +15,7 @@ from kubernetes.client.rest import ApiException
 
 from operator_harness import TEST_UA, wait_for
 from pipeline_driver import DONE, Cluster, example_docs
-from vlmops.builders import parse_spec, references
+from vlmops.kinds import references
 
 pytestmark = pytest.mark.usefixtures("operator")
 
@@ -84,7 +84,7 @@ def pipeline(api_client, emulator, operator):
     c = Cluster(api_client, "vlm")
     docs = example_docs("vlm")
     crs = [(d["kind"], d["metadata"]["name"]) for d in docs]
-    inputs = {(d["kind"], d["metadata"]["name"]): references(d["kind"], parse_spec(d)) for d in docs}
+    inputs = {(d["kind"], d["metadata"]["name"]): references(d) for d in docs}
     started = time.time()
     for d in docs:
         c.create(d)

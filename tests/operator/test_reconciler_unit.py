@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from kubernetes.client.rest import ApiException
 
-from emulated_apiserver import merge_patch
+from vlmops import mergepatch
 from pipeline_driver import example_docs, result_for
 from vlmops import childstate, conditions, reconciler
 from vlmops.builders import BuildContext
@@ -39,7 +39,7 @@ class FakeKube:
     def patch_cr_status(self, kind, namespace, name, patch):
         self.writes.append(("patch-status", name))
         obj = self.crs[(kind, name)]
-        obj["status"] = merge_patch(obj.get("status") or {}, patch)
+        obj["status"] = mergepatch.apply(obj.get("status") or {}, patch)
 
     def get_child(self, kind, namespace, name):
         return copy.deepcopy(self.children.get(name))
@@ -212,9 +212,9 @@ def test_status_diff_ignores_transition_times_only():
     a = {"phase": "Running", "conditions": [{"type": "Ready", "status": "False", "lastTransitionTime": "T1"}]}
     b = copy.deepcopy(a)
     b["conditions"][0]["lastTransitionTime"] = "T2"
-    assert not reconciler._differs(a, b)
+    assert not reconciler.status_changed(a, b)
     b["phase"] = "Ready"
-    assert reconciler._differs(a, b)
+    assert reconciler.status_changed(a, b)
 
 
 @pytest.mark.parametrize("old, new", [
@@ -225,9 +225,9 @@ def test_status_diff_ignores_transition_times_only():
     ({"failing": ["x"]}, {"failing": None}),
 ])
 def test_merge_patch_turns_old_into_new(old, new):
-    patch = reconciler._merge_patch(old, new)
-    assert merge_patch(old, patch) == {k: v for k, v in new.items() if v is not None}
-    assert reconciler._merge_patch(new, new) == {}
+    patch = mergepatch.diff(old, new)
+    assert mergepatch.apply(old, patch) == {k: v for k, v in new.items() if v is not None}
+    assert mergepatch.diff(new, new) == {}
 
 
 def test_required_permissions_cover_every_call():

@@ -6,9 +6,10 @@ import copy
 import kubernetes_validate
 import pytest
 
-from vlmops.builders import BuildContext, build, child_name
+from vlmops.builders import BuildContext, child_name
+from vlmops.kinds import build
 from vlmops.builders.common import MAX_CHILD_NAME
-from vlmops.builders.inputs import planned_status
+from vlmops.kinds import planned_status
 from vlmops.manifests import with_defaults
 
 K8S_VERSION = "1.33"

@@ -9,7 +9,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from vlmops.api.kinds import KINDS
+from vlmops.kinds import KINDS
 from vlmops_contract.stage_checks import CELL_MESSAGE, TP_MESSAGE
 from vlmops.crdgen import crd
 from vlmops.manifests import with_defaults
@@ -22,7 +22,7 @@ _ENV = celpy.Environment()
 
 def cel_failures(kind: str, spec: dict) -> list[str]:
     """Messages of every CEL rule that fails on `spec` (walking the schema like the API server)."""
-    schema = crd(KINDS[kind])["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    schema = crd(KINDS[kind].api)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
     out: list[str] = []
 
     def walk(node: dict, value) -> None:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import yaml
 
-from vlmops.api.kinds import KINDS
+from vlmops.kinds import KINDS
 from vlmops.crdgen import render_all
 
 REPO = Path(__file__).resolve().parents[2]

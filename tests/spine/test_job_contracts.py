@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vlmops.builders import build
-from vlmops.builders.inputs import planned_status
+from vlmops.kinds import build
+from vlmops.kinds import planned_status
 from vlmops.manifests import with_defaults
 
 REPO = Path(__file__).resolve().parents[2]
@@ -46,26 +46,16 @@ def _commands():
 
 
 def _parse(cmd: list[str]):
+    """Parse a built command with the job's own parser (`vlmops_jobs.<job>.JOB`, the CLI every job shares)."""
+    import importlib
+
     module = cmd[cmd.index("-m") + 1]
     args = cmd[cmd.index("-m") + 2:]
-    if module == "vlmops_jobs.balance":
-        from vlmops_jobs.balance.__main__ import parser
-
-        return parser().parse_args(args)
-    if module == "vlmops_jobs.pack":
-        from vlmops_jobs.pack.job import build_parser
-
-        return build_parser().parse_args(args)
-    if module == "vlmops_jobs.train":
-        from vlmops_jobs.train.trainer import parse_args
-
-        return parse_args(args)
-    if module == "vlmops_jobs.evaluate":
-        from vlmops_jobs.evaluate.run import build_parser
-
-        assert args[0] == "run"
-        return build_parser().parse_args(args[1:])
-    raise AssertionError(f"unknown job module {module}")
+    job = importlib.import_module(module).JOB
+    if len(job.steps) == 1:
+        return job.parser(job.steps[0]).parse_args(args)
+    assert args[0] in job.steps, f"{module}: unknown step {args[0]}"
+    return job.parser(args[0]).parse_args(args[1:])
 
 
 CASES = dict(_commands())
@@ -79,15 +69,13 @@ def test_builder_command_parses_with_the_job(name):
 
 def test_training_arguments_survive_parsing():
     from vlmops_contract.model_shapes import preset_from_model_json
-    from vlmops_jobs.train.trainer import parse_args
-
     cmd = CASES["explicit/train"]
-    ns = parse_args(cmd[cmd.index("-m") + 2:])
+    ns = _parse(cmd)
     assert ns.tensor == 2 and ns.recompute == "selective" and ns.model_json
     preset = preset_from_model_json(ns.model_json)
     assert preset.language.num_heads == 8 and preset.language.num_query_groups == 2
     assert preset.vision.tile == 224
-    ns = parse_args(CASES["stage-1-5-mid-training/train"][CASES["stage-1-5-mid-training/train"].index("-m") + 2:])
+    ns = _parse(CASES["stage-1-5-mid-training/train"])
     assert ns.preset == "llava-ov-1.5-8b" and ns.global_batch == 112 and ns.train_iters == 70000
     assert ns.init_from == "s3://vlm-ckpt/llava-ov-1.5-8b/stage-1/"
 
@@ -101,11 +89,10 @@ def _training_stages():
 def test_every_example_stage_passes_the_jobs_own_start_checks(name):
     """Admission == the job's start: what `vlmops validate` accepts, the trainer accepts on the world
     size the PyTorchJob will have (so no stage waits for its GPUs only to exit 2)."""
-    from vlmops.api.kinds import KINDS
-    from vlmops_jobs.train.trainer import parse_args, validate
+    from vlmops.kinds import KINDS
+    from vlmops_jobs.train.trainer import validate
 
     obj = _training_stages()[name]
     KINDS["VLMTrainingStage"].spec.model_validate(obj["spec"])  # vlmops validate's check
-    cmd = CASES[f"{name}/train"]
-    ns = parse_args(cmd[cmd.index("-m") + 2:])
+    ns = _parse(CASES[f"{name}/train"])
     validate(ns, obj["spec"]["nodes"] * obj["spec"]["gpusPerNode"])

@@ -1,12 +1,2 @@
-"""API types: the single source of truth for the four kinds (CRDs are generated from these)."""
-from .balanced_corpus import BalancedCorpusSpec, BalancedCorpusStatus
-from .eval_suite import EvalSuiteSpec, EvalSuiteStatus
-from .kinds import API_VERSION, KINDS, Kind
-from .packed_dataset import PackedDatasetSpec, PackedDatasetStatus
-from .training_stage import PRESET_NAMES, VLMTrainingStageSpec, VLMTrainingStageStatus
-
-__all__ = [
-    "API_VERSION", "KINDS", "Kind", "PRESET_NAMES",
-    "BalancedCorpusSpec", "BalancedCorpusStatus", "PackedDatasetSpec", "PackedDatasetStatus",
-    "VLMTrainingStageSpec", "VLMTrainingStageStatus", "EvalSuiteSpec", "EvalSuiteStatus",
-]
+"""API types, the single source of truth for each kind: `api/<kind>.py` holds its spec and status
+models and its `KIND` (names, columns); CRDs are generated from them (`vlmops crds`)."""

@@ -5,6 +5,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from .kind import AGE, READY, KindAPI, column
 from .common import CommonSpec, CommonStatus, Model, OutputSpec, Progress
 from .rules import at_most_one, check_rules, with_rules
 
@@ -83,3 +84,12 @@ class BalancedCorpusStats(Model):
 class BalancedCorpusStatus(CommonStatus):
     progress: Progress | None = None
     stats: BalancedCorpusStats | None = None
+
+
+KIND = KindAPI("BalancedCorpus", "balancedcorpora", "bc", BalancedCorpusSpec, BalancedCorpusStatus, "Ready", [
+    READY,
+    column("Samples", ".status.stats.selectedSamples", "integer"),
+    column("Concepts", ".status.stats.after.conceptsCovered", "integer"),
+    column("Progress", ".status.progress.shardsCompleted", "integer", description="retrieval shards completed"),
+    AGE,
+])

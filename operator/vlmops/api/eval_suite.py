@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from .kind import AGE, PHASE, KindAPI, column
 from .common import CommonSpec, CommonStatus, Model, OutputSpec
 from .training_stage import ModelRef
 
@@ -38,3 +39,11 @@ class EvalSuiteStatus(CommonStatus):
     failing: list[str] | None = None
     lmms_eval_version: str | None = None
     partial: bool | None = None
+
+
+KIND = KindAPI("EvalSuite", "evalsuites", "evs", EvalSuiteSpec, EvalSuiteStatus, "Succeeded", [
+    PHASE,
+    column("Passed", ".status.passed", "integer"),
+    column("Total", ".status.total", "integer"),
+    AGE,
+])

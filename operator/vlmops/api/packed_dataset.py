@@ -5,6 +5,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from .kind import AGE, READY, KindAPI, column
 from .common import CommonSpec, CommonStatus, Model, Name, OutputSpec, Progress
 from .rules import check_rules, exactly_one, rule, with_rules
 
@@ -75,3 +76,13 @@ class PackingStats(Model):
 class PackedDatasetStatus(CommonStatus):
     progress: Progress | None = None
     stats: PackingStats | None = None
+
+
+KIND = KindAPI("PackedDataset", "packeddatasets", "pds", PackedDatasetSpec, PackedDatasetStatus, "Ready", [
+    READY,
+    column("Samples", ".status.stats.samples", "integer"),
+    column("Sequences", ".status.stats.sequences", "integer"),
+    column("Compression", ".status.stats.compressionRatio", "number"),
+    column("Efficiency", ".status.stats.packingEfficiency", "number"),
+    AGE,
+])

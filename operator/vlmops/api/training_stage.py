@@ -5,6 +5,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
+from .kind import AGE, PHASE, KindAPI, column
 from .common import CommonSpec, CommonStatus, Model, Name, OutputSpec
 from .rules import check_rules, exactly_one, rule, with_rules
 
@@ -209,3 +210,14 @@ class VLMTrainingStageStatus(CommonStatus):
     checkpoint: CheckpointStatus | None = None
     hf: str | None = Field(None, description="URI of the Hugging Face export of the final weights.")
     restarts: int | None = None
+
+
+KIND = KindAPI("VLMTrainingStage", "vlmtrainingstages", "vts", VLMTrainingStageSpec, VLMTrainingStageStatus,
+               "Succeeded", [
+    PHASE,
+    column("Step", ".status.progress.step", "integer"),
+    column("Tokens/s", ".status.progress.tokensPerSecond", "number"),
+    column("Nodes", ".spec.nodes", "integer"),
+    column("Queue", ".spec.scheduling.queueName"),
+    AGE,
+])

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..api import training_stage
 from ..api.eval_suite import EvalSuiteSpec
 from .common import BuildContext, Plan, Step, flag_args, job, py
 from .inputs import Inputs, resolve
@@ -13,7 +14,7 @@ def model_uri(spec: EvalSuiteSpec, inputs: Inputs, waiting: list[str]) -> tuple[
     stage's output manifest, so the eval cannot silently score different weights."""
     ref = spec.model
     if ref.training_stage:
-        stage = resolve(inputs, "VLMTrainingStage", ref.training_stage, waiting)
+        stage = resolve(inputs, training_stage.KIND, ref.training_stage, waiting)
         if stage is None:
             return None, None
         status = stage.get("status") or {}

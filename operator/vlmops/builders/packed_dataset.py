@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..api import balanced_corpus
 from ..api.packed_dataset import PackedDatasetSpec
 from .common import BuildContext, Plan, Step, flag_args, job, py
 from .inputs import Inputs, output_uri, resolve
@@ -11,7 +12,7 @@ from .inputs import Inputs, output_uri, resolve
 def build(cr: dict[str, Any], spec: PackedDatasetSpec, inputs: Inputs, ctx: BuildContext) -> Plan:
     waiting: list[str] = []
     if spec.source.balanced_corpus:
-        bc = resolve(inputs, "BalancedCorpus", spec.source.balanced_corpus, waiting)
+        bc = resolve(inputs, balanced_corpus.KIND, spec.source.balanced_corpus, waiting)
         if bc is None:
             return Plan(waiting_for=waiting)
         source = output_uri(bc)

@@ -5,7 +5,9 @@ from typing import Any
 
 from kubeflow.training import models as kf
 from kubernetes import client as k8s
+from vlmops_contract.stage_checks import IMAGE_CELL
 
+from ..api import packed_dataset, training_stage
 from ..api.training_stage import VLMTrainingStageSpec
 from .common import BuildContext, Plan, Step, apply_pod_overrides, container, flag_args, metadata, storage_env, to_dict
 from .inputs import Inputs, output_uri, resolve
@@ -19,7 +21,7 @@ def init_from_uri(spec: VLMTrainingStageSpec, inputs: Inputs, waiting: list[str]
     if ref is None:
         return None
     if ref.training_stage:
-        prev = resolve(inputs, "VLMTrainingStage", ref.training_stage, waiting)
+        prev = resolve(inputs, training_stage.KIND, ref.training_stage, waiting)
         if prev is None:
             return None
         status = prev.get("status") or {}
@@ -52,7 +54,6 @@ def train_args(spec: VLMTrainingStageSpec, data_uri: str, tokenizer: str, init_f
 
 def dataset_problems(spec: VLMTrainingStageSpec, pds: dict[str, Any]) -> list[str]:
     """What the trainer would refuse about this dataset at start, found before any GPU is asked for."""
-    from vlmops_contract.stage_checks import IMAGE_CELL
 
     shape = spec.model.shape()
     ds = pds.get("spec") or {}
@@ -76,7 +77,7 @@ def dataset_problems(spec: VLMTrainingStageSpec, pds: dict[str, Any]) -> list[st
 
 def build(cr: dict[str, Any], spec: VLMTrainingStageSpec, inputs: Inputs, ctx: BuildContext) -> Plan:
     waiting: list[str] = []
-    pds = resolve(inputs, "PackedDataset", spec.data.packed_dataset, waiting)
+    pds = resolve(inputs, packed_dataset.KIND, spec.data.packed_dataset, waiting)
     init_from = init_from_uri(spec, inputs, waiting)
     if waiting:
         return Plan(waiting_for=waiting)

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from vlmops_contract.result import TERMINATION_LOG_ENV
+
 # Where `vlmops` and `vlmops_jobs` are importable from (the source tree's operator/ and jobs/, or
 # site-packages when installed): pods get the same code the runner runs.
 # Found, not imported: the runner never loads job code itself.
@@ -94,7 +96,7 @@ def run_pods(container: dict[str, Any], indices: list[int], parallel: int, log_d
         log = log_dir / f"{child}-{index}.log"
         term = log_dir / f".{child}-{index}.termination"
         term.unlink(missing_ok=True)
-        env = _env(container, {"JOB_COMPLETION_INDEX": str(index), "VLMOPS_TERMINATION_LOG": str(term)})
+        env = _env(container, {"JOB_COMPLETION_INDEX": str(index), TERMINATION_LOG_ENV: str(term)})
         t0 = time.perf_counter()
         with open(log, "w") as f:
             f.write("$ " + " ".join(command) + "\n")

@@ -1,16 +1,18 @@
-"""`LocalKube`: the reconciler's Kube interface over workdir files; creating a child runs it."""
+"""`LocalKube`: the reconciler's `KubeAPI` over workdir files; the runner then executes created children."""
 from __future__ import annotations
 
 import copy
 import uuid
 from typing import Any, Callable
 
-from .. import childstate
+from vlmops_contract.labels import COMPLETION_INDEX_ANNOTATION, LABEL_KIND, LABEL_NAME, LABEL_STEP
+from vlmops_contract.result import EXIT_BAD_INPUT
+
+from .. import childstate, mergepatch
 from ..conditions import now
+from ..kinds import KINDS
 from .executor import PodRun, run_pods
 from .state import Workdir, read_json, write_json
-
-CONTAINER_EXIT_BAD_INPUT = 2
 
 
 class LocalKube:
@@ -48,7 +50,7 @@ class LocalKube:
     def patch_cr_status(self, kind: str, namespace: str, name: str, patch: dict[str, Any]) -> None:
         obj = self.get_cr(kind, namespace, name)
         assert obj is not None
-        obj["status"] = _apply_merge_patch(obj.get("status") or {}, patch)
+        obj["status"] = mergepatch.apply(obj.get("status") or {}, patch)
         write_json(self.wd.cr_path(kind, name), obj)
 
     # -- children --------------------------------------------------------------------------------
@@ -76,7 +78,7 @@ class LocalKube:
         for p in sorted((self.wd.root / "state" / "children").glob("*.json")):
             child = read_json(p)
             labels = child["metadata"].get("labels") or {}
-            if labels.get("vlmops.dev/kind") != kind or labels.get("vlmops.dev/name") != name:
+            if labels.get(LABEL_KIND) != kind or labels.get(LABEL_NAME) != name:
                 continue
             if childstate.state(child).phase not in ("Succeeded", "Failed"):
                 out.append(child)
@@ -86,9 +88,9 @@ class LocalKube:
         """Run a child's pods to completion and record its terminal status and pods."""
         name = child["metadata"]["name"]
         labels = child["metadata"].get("labels") or {}
-        parent = f"{labels.get('vlmops.dev/kind')}/{labels.get('vlmops.dev/name')}"
-        log_dir = self.wd.log_dir(labels.get("vlmops.dev/name", "unknown"))
-        step = labels.get("vlmops.dev/step", "?")
+        parent = f"{labels.get(LABEL_KIND)}/{labels.get(LABEL_NAME)}"
+        log_dir = self.wd.log_dir(labels.get(LABEL_NAME, "unknown"))
+        step = labels.get(LABEL_STEP, "?")
         if child["kind"] == "Job":
             spec = child["spec"]
             container = spec["template"]["spec"]["containers"][0]
@@ -106,13 +108,13 @@ class LocalKube:
             child["status"] = _job_status(runs, n, indexed)
             template_labels = spec["template"]["metadata"].get("labels") or {}
         else:
-            master = child["spec"]["pytorchReplicaSpecs"]["Master"]
+            replicas = child["spec"]["pytorchReplicaSpecs"]
+            master = replicas["Master"]
             container = master["template"]["spec"]["containers"][0]
-            cmd = container["command"]
-            world = int(cmd[cmd.index("--nnodes") + 1]) * int(cmd[cmd.index("--nproc-per-node") + 1])
+            nodes = sum(int(r.get("replicas") or 1) for r in replicas.values())
+            world = nodes * int(child["spec"].get("nprocPerNode") or 1)  # every node's ranks run here
             self.on_event("start", f"{parent}: {step} (torchrun, {world} local ranks)")
-            out = cmd[cmd.index("--output") + 1] if "--output" in cmd else None
-            with _ProgressWatch(out, lambda msg: self.on_event("progress", f"{parent}: {msg}")):
+            with _ProgressWatch(self._output_of(labels), lambda msg: self.on_event("progress", f"{parent}: {msg}")):
                 runs = run_pods(container, [0], 1, log_dir, name, world_size=world)
             child["status"] = _pytorchjob_status(runs[0])
             template_labels = master["template"]["metadata"].get("labels") or {}
@@ -126,6 +128,12 @@ class LocalKube:
         else:
             self.on_event("done", f"{parent}: {step} done in {secs:.1f}s")
         return child
+
+    def _output_of(self, labels: dict[str, str]) -> str | None:
+        """The parent CR's output location (where its job writes progress)."""
+        kind = KINDS.get(labels.get(LABEL_KIND, ""))
+        obj = self.get_cr(kind.kind, "", labels.get(LABEL_NAME, "")) if kind else None
+        return kind.outputs(kind.spec.model_validate(obj["spec"]))["output"]["uri"] if obj else None
 
     def adopt_child(self, child: dict[str, Any], owner_refs: list[dict[str, Any]]) -> None:
         pass  # no garbage collector locally: ownership is implied by the workdir
@@ -177,7 +185,7 @@ class _ProgressWatch:
 def _pod(child: str, labels: dict[str, str], run: PodRun, container: str) -> dict[str, Any]:
     return {
         "metadata": {"name": f"{child}-{run.index}", "labels": labels,
-                     "annotations": {"batch.kubernetes.io/job-completion-index": str(run.index)}},
+                     "annotations": {COMPLETION_INDEX_ANNOTATION: str(run.index)}},
         "status": {"phase": "Succeeded" if run.exit_code == 0 else "Failed", "containerStatuses": [{
             "name": container, "state": {"terminated": {"exitCode": run.exit_code, "message": run.message}}}]},
     }
@@ -189,7 +197,7 @@ def _job_status(runs: list[PodRun], n: int, indexed: bool) -> dict[str, Any]:
     at = now()
     st: dict[str, Any] = {"succeeded": ok, "failed": len(failed), "startTime": at}
     if failed:
-        bad_input = any(r.exit_code == CONTAINER_EXIT_BAD_INPUT for r in failed)
+        bad_input = any(r.exit_code == EXIT_BAD_INPUT for r in failed)
         reason = "PodFailurePolicy" if bad_input else "BackoffLimitExceeded"
         msg = failed[0].message.strip().splitlines()[-1] if failed[0].message.strip() else ""
         st["conditions"] = [{"type": "Failed", "status": "True", "reason": reason,
@@ -212,15 +220,3 @@ def _pytorchjob_status(run: PodRun) -> dict[str, Any]:
         conds.append({"type": "Failed", "status": "True", "reason": "PyTorchJobFailed",
                       "message": msg[:2000], "lastTransitionTime": at})
     return {"conditions": conds, "startTime": at, "completionTime": at}
-
-
-def _apply_merge_patch(target: Any, patch: Any) -> Any:
-    if not isinstance(patch, dict):
-        return patch
-    out = dict(target) if isinstance(target, dict) else {}
-    for k, v in patch.items():
-        if v is None:
-            out.pop(k, None)
-        else:
-            out[k] = _apply_merge_patch(out.get(k), v)
-    return out

@@ -5,8 +5,8 @@ from __future__ import annotations
 import html
 import json
 from pathlib import Path
-from typing import Any
 
+from ..kinds import KINDS
 from .state import Workdir
 
 
@@ -54,22 +54,6 @@ def _img(path: Path, caption: str) -> str:
     return (f"<figure><img src='{path.as_uri()}'><figcaption>{html.escape(caption)}</figcaption></figure>")
 
 
-def _eval_table(obj: dict[str, Any]) -> str:
-    st = obj.get("status") or {}
-    thresholds = (obj.get("spec") or {}).get("thresholds") or {}
-    rows = ["<table><tr><th>task</th><th>metric</th><th>value</th><th>threshold</th><th>result</th></tr>"]
-    for r in st.get("results") or []:
-        key = f"{r['task']}/{r['metric']}"
-        t = thresholds.get(key)
-        verdict = "" if t is None else ("pass" if float(r["value"]) >= float(t) else "FAIL")
-        rows.append(f"<tr><td>{html.escape(r['task'])}</td><td>{html.escape(r['metric'])}</td>"
-                    f"<td>{r['value']:.4g}</td><td>{'' if t is None else t}</td><td>{verdict}</td></tr>")
-    rows.append("</table>")
-    if st.get("total") is not None:
-        rows.append(f"<p>thresholds passed: {st.get('passed')}/{st.get('total')}</p>")
-    return "".join(rows)
-
-
 def write_report(wd: Workdir) -> Path:
     from .runner import lineage, ordered_crs, status_rows
 
@@ -82,7 +66,7 @@ def write_report(wd: Workdir) -> Path:
         parts.append(f"<tr><td>{r['kind']}</td><td>{html.escape(r['name'])}</td><td>{r['phase']}</td>"
                      f"<td>{html.escape(r['detail'])}</td></tr>")
     parts.append("</table>")
-    stages = [o["metadata"]["name"] for o in crs if o["kind"] == "VLMTrainingStage"]
+    stages = [o["metadata"]["name"] for o in crs if KINDS[o["kind"]].plots_loss]
     losses = _plot_losses(wd, stages)
     if losses:
         parts.append("<h2>Training loss</h2>" + _img(losses, "loss per step, stages in dependency order"))
@@ -90,8 +74,8 @@ def write_report(wd: Workdir) -> Path:
         st = obj.get("status") or {}
         name = obj["metadata"]["name"]
         parts.append(f"<h2>{obj['kind']}/{html.escape(name)}</h2>")
-        if obj["kind"] == "EvalSuite":
-            parts.append(_eval_table(obj))
+        if (section := KINDS[obj["kind"]].report_html) is not None:
+            parts.append(section(obj))
         for key in ("stats", "progress", "checkpoint"):
             if st.get(key) is not None:
                 parts.append(f"<h3>{key}</h3><pre>{html.escape(json.dumps(st[key], indent=1))}</pre>")

@@ -5,8 +5,8 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..api.kinds import KINDS
-from ..builders import BuildContext, parse_spec, references
+from ..builders import BuildContext
+from ..kinds import KINDS, references
 from ..builders.uris import resolve_uris
 from ..manifests import Doc, validate, with_defaults
 from ..reconciler import reconcile
@@ -30,7 +30,7 @@ def order(docs: list[Doc]) -> list[tuple[str, str]]:
     keys = {d.key for d in docs}
     deps: dict[tuple[str, str], list[tuple[str, str]]] = {}
     for d in docs:
-        refs = references(d.key[0], parse_spec(d.obj))
+        refs = references(d.obj)
         missing = [r for r in refs if r not in keys]
         if missing:
             raise RunError(f"{d.key[0]}/{d.key[1]} references " + ", ".join(f"{k}/{n}" for k, n in missing)
@@ -63,7 +63,7 @@ def topo_order(deps: dict[tuple[str, str], list[tuple[str, str]]]) -> list[tuple
 def ordered_crs(workdir: Workdir) -> list[dict[str, Any]]:
     """The workdir's CRs, inputs first (tables, the report and loss curves read in this order)."""
     by_key = {(o["kind"], o["metadata"]["name"]): o for o in workdir.crs()}
-    deps = {k: references(k[0], parse_spec(o)) for k, o in by_key.items()}
+    deps = {k: references(o) for k, o in by_key.items()}
     return [by_key[k] for k in topo_order(deps)]
 
 
@@ -137,22 +137,9 @@ def status_rows(workdir: Workdir) -> list[dict[str, Any]]:
     rows = []
     for obj in ordered_crs(workdir):
         st = obj.get("status") or {}
-        stats = st.get("stats") or {}
-        prog = st.get("progress") or {}
         kind = KINDS[obj["kind"]]
-        detail = ""
-        if obj["kind"] == "BalancedCorpus" and stats:
-            detail = f"samples {stats.get('selectedSamples')}/{stats.get('inputSamples')}, " \
-                     f"concepts {(stats.get('after') or {}).get('conceptsCovered')}"
-        elif obj["kind"] == "PackedDataset" and stats:
-            detail = f"{stats.get('samples')} samples -> {stats.get('sequences')} seqs, " \
-                     f"x{stats.get('compressionRatio', 0):.2f}, eff {stats.get('packingEfficiency', 0):.3f}"
-        elif obj["kind"] == "VLMTrainingStage" and prog:
-            detail = f"step {prog.get('step')}/{prog.get('totalSteps')}, loss {prog.get('loss')}"
-        elif obj["kind"] == "EvalSuite" and st.get("total") is not None:
-            detail = f"passed {st.get('passed')}/{st.get('total')}"
         rows.append({"kind": kind.short, "name": obj["metadata"]["name"], "phase": st.get("phase") or "Pending",
-                     "detail": detail, "message": st.get("message") or ""})
+                     "detail": kind.status_detail(st), "message": st.get("message") or ""})
     return rows
 
 
@@ -169,7 +156,7 @@ def lineage(wd: Workdir, name: str) -> list[dict[str, Any]]:
         chain.append({"depth": depth, "kind": obj["kind"], "name": obj["metadata"]["name"],
                       "phase": st.get("phase"), "uri": out.get("uri"), "digest": out.get("digest"),
                       "inputs": st.get("inputs")})
-        for ref in references(obj["kind"], parse_spec(obj)):
+        for ref in references(obj):
             if ref in by_key:
                 walk(by_key[ref], depth + 1)
 

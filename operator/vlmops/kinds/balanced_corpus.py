@@ -1,0 +1,35 @@
+"""BalancedCorpus: no inputs; [embed] -> retrieve (sharded) -> balance; concept stats into status."""
+from __future__ import annotations
+
+from typing import Any
+
+from .. import metrics
+from ..api import balanced_corpus as api
+from ..builders import balanced_corpus as builder
+from .kind import Kind
+
+
+def export_metrics(ns: str, name: str, status: dict[str, Any]) -> None:
+    stats = status.get("stats") or {}
+    if stats.get("selectedSamples") is not None:
+        metrics.BALANCE_SELECTED.labels(ns, name).set(stats["selectedSamples"])
+    for when in ("before", "after"):
+        side = stats.get(when) or {}
+        if side.get("entropyBits") is not None:
+            metrics.BALANCE_ENTROPY.labels(ns, name, when).set(side["entropyBits"])
+        if side.get("gini") is not None:
+            metrics.BALANCE_GINI.labels(ns, name, when).set(side["gini"])
+
+
+def status_detail(status: dict[str, Any]) -> str:
+    stats = status.get("stats") or {}
+    if not stats:
+        return ""
+    return (f"samples {stats.get('selectedSamples')}/{stats.get('inputSamples')}, "
+            f"concepts {(stats.get('after') or {}).get('conceptsCovered')}")
+
+
+KIND = Kind(
+    api=api.KIND, position=0, build=builder.build, final_step="balance", result_keys=("stats", "output"),
+    shard_progress_steps=("retrieve",), export_metrics=export_metrics, status_detail=status_detail,
+)

@@ -1,0 +1,28 @@
+"""`KubeAPI`: the calls the reconciler makes, as a Protocol. Implemented by the cluster client
+(`kube.Kube`), the local runner's workdir store (`local.kube.LocalKube`) and the tests' fake, so
+the same reconcile runs against all three. Objects are plain camelCase dicts, as the server sends."""
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+Obj = dict[str, Any]
+
+
+class KubeAPI(Protocol):
+    def get_cr(self, kind: str, namespace: str, name: str) -> Obj | None: ...
+
+    def list_crs(self, kind: str, namespace: str) -> list[Obj]: ...
+
+    def patch_cr_status(self, kind: str, namespace: str, name: str, patch: Obj) -> None:
+        """Apply a JSON merge patch to the CR's status subresource."""
+
+    def get_child(self, kind: str, namespace: str, name: str) -> Obj | None: ...
+
+    def create_child(self, manifest: Obj) -> Obj:
+        """Create-if-absent: an existing object of that name is returned, not an error."""
+
+    def adopt_child(self, child: Obj, owner_refs: list[Obj]) -> None: ...
+
+    def list_pods(self, namespace: str, selector: dict[str, str]) -> list[Obj]: ...
+
+    def post_event(self, obj: Obj, type_: str, reason: str, message: str, at: str) -> None: ...
