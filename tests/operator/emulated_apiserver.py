@@ -25,7 +25,7 @@ what they rely on, and nothing more:
 - discovery for our four CRDs, batch/v1 jobs, kubeflow.org/v1 pytorchjobs, v1 pods and events;
 - a journal of every request (time, method, path, user agent, status) for write counting.
 
-Still not emulated (covered elsewhere, see tests/operator/test_reconciler_unit.py): garbage
+Still not emulated (covered elsewhere, see tests/reconcile/): garbage
 collection via ownerReferences, schema validation/defaulting and CEL rules, admission, RBAC,
 server-side apply, strategic-merge list semantics, Job/PyTorchJob controllers (the tests play
 the controllers by patching child status and creating pods).

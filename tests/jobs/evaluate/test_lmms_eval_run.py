@@ -1,7 +1,7 @@
 """The EvalSuite job for real: lmms-eval (pinned) on CPU with a tiny random HF LLaVA built offline,
 custom tasks through --include-path (local JSONL + generated images), model and output on a real
 S3 protocol server (moto). The main run is `python -m vlmops_jobs.evaluate run` in a subprocess, as in
-the pod; the other cases call the same CLI entry in-process (lmms-eval takes ~30 s to import)."""
+the pod; the other cases call the same CLI entry (`JOB.run`) in-process (lmms-eval takes ~30 s to import)."""
 from __future__ import annotations
 
 import importlib.util
@@ -17,16 +17,15 @@ import pytest
 for _k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
     os.environ.setdefault(_k, "1")
 
-from vlmops_jobs.common import storage
-from vlmops_contract.result import parse_result
 from vlmops_contract import thresholds
-from vlmops_jobs.evaluate import compare, model
-from vlmops_jobs.evaluate.__main__ import main as evaluate_main
+from vlmops_contract.result import parse_result
+from vlmops_jobs.common import storage
+from vlmops_jobs.evaluate import JOB, compare, model
 
 pytest.importorskip("lmms_eval")
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "eval_fixtures")
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
 LMMS_MODEL = "llava_hf"  # the tiny checkpoint is a plain HF LLaVA; llava_onevision1_5 needs the OV-1.5 code
 
 
@@ -76,7 +75,7 @@ def _run_inproc(assets, capsys, monkeypatch, *extra: str, output: str, tasks: st
     monkeypatch.setenv("VLMOPS_TERMINATION_LOG", str(assets["root"] / "termination-log-inproc"))
     capsys.readouterr()
     t0 = time.monotonic()
-    rc = evaluate_main(_argv(assets, *extra, output=output, tasks=tasks, model_uri=model_uri))
+    rc = JOB.run(_argv(assets, *extra, output=output, tasks=tasks, model_uri=model_uri))
     cap = capsys.readouterr()
     return Done(rc, cap.out, cap.err, time.monotonic() - t0)
 
@@ -100,7 +99,7 @@ def _explain(p) -> str:
     return f"rc={p.returncode}\n--- stdout (tail)\n{p.stdout[-3000:]}\n--- stderr (tail)\n{p.stderr[-6000:]}"
 
 
-def test_real_lmms_eval_run_normalised_results_and_retry(assets, capsys, monkeypatch):
+def test_a_real_run_writes_the_layout_and_result_line_and_a_retry_reuses_it(assets, capsys, monkeypatch):
     out = f"{assets['bucket']}/evals/ok"
     p = _run(assets, "--model-digest", assets["digest"], output=out)
     assert p.returncode == 0, _explain(p)
@@ -157,7 +156,7 @@ def test_real_lmms_eval_run_normalised_results_and_retry(assets, capsys, monkeyp
     assert res2["output"] == res["output"]
 
 
-def test_task_crash_keeps_partial_results(assets, tmp_path, capsys, monkeypatch):
+def test_a_task_crash_keeps_the_other_tasks_results_and_exits_1(assets, tmp_path, capsys, monkeypatch):
     out = f"file://{tmp_path}/partial"
     p = _run_inproc(assets, capsys, monkeypatch, output=out, tasks="vlmops_tiny_count,vlmops_tiny_crash",
                     model_uri=f"file://{assets['ckpt']}")

@@ -16,10 +16,10 @@ pytest.importorskip("megatron.core")
 from vlmops_jobs.common import storage  # noqa: E402
 from vlmops_contract.result import parse_result  # noqa: E402
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from train_fixtures.packed import make_packed_dataset  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # tests/jobs: `train.fixtures`
+from train.fixtures.packed import make_packed_dataset  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def _env(extra=None):
@@ -88,7 +88,7 @@ def stage_a(dataset, tmp_path_factory):
     return {"ckpt": ck, "out": out, "stdout": p.stdout, "losses": losses(p.stdout), "root": root}
 
 
-def test_dp2_overfit_loss_decreases_and_outputs(stage_a):
+def test_dp2_run_overfits_and_writes_checkpoints_progress_hf_and_manifest(stage_a):
     ls = stage_a["losses"]
     assert sorted(ls) == list(range(1, 9))
     first, last = ls[1], ls[8]
@@ -110,7 +110,7 @@ def test_dp2_overfit_loss_decreases_and_outputs(stage_a):
     assert "hf/config.json" in man["files"] and man["stats"]["steps"] == 8
 
 
-def test_kill_and_resume_gives_same_loss_curve(dataset, stage_a, tmp_path):
+def test_killed_run_resumes_on_the_same_loss_curve(dataset, stage_a, tmp_path):
     ck, out = f"file://{tmp_path}/ckpt", f"file://{tmp_path}/out"
     args = ["--data", dataset["uri"], "--tokenizer", dataset["tokenizer"], *COMMON, "--train-iters", "8",
             "--checkpoint-uri", ck, "--checkpoint-interval", "4", "--checkpoint-keep", "1", "--output", out,
@@ -160,7 +160,7 @@ def test_stage1_projector_only_leaves_vision_and_llm_bit_identical(stage_a, stag
     assert all("multi_modal_projector" in k for k in changed), sorted(changed)[:5]
 
 
-def test_tp2_loads_checkpoint_written_with_tp1(dataset, stage_1, tmp_path):
+def test_tp2_run_loads_weights_written_with_tp1(dataset, stage_1, tmp_path):
     """Stage-2 with TP=2 from Stage-1's (TP=1) checkpoint; lr=0 so the exported weights must equal."""
     out = f"file://{tmp_path}/out"
     p = torchrun(["--data", dataset["uri"], "--tokenizer", dataset["tokenizer"], "--preset", "tiny",
@@ -173,7 +173,7 @@ def test_tp2_loads_checkpoint_written_with_tp1(dataset, stage_1, tmp_path):
         assert torch.equal(a[k], b[k]), k
 
 
-def test_s3_shards_and_checkpoints(s3_bucket, tmp_path):
+def test_shards_checkpoints_and_outputs_work_on_s3(s3_bucket, tmp_path):
     """Shards read from and checkpoints/outputs written to the moto S3 server through s3fs."""
     d = make_packed_dataset(f"{s3_bucket}/packed", str(tmp_path / "tok"), n_samples=6, capacity=150, seed=3)
     ck, out = f"{s3_bucket}/ckpt", f"{s3_bucket}/out"
@@ -203,7 +203,7 @@ def test_bf16_with_fp32_masters_changes_as_many_weights_as_fp32(dataset):
     bf16 params loses most updates."""
     _PORT[0] += 1
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "1", "--master-port", str(_PORT[0]),
-           str(Path(__file__).parent / "train_fixtures" / "update_probe.py"), "--data", dataset["uri"],
+           str(Path(__file__).parent / "fixtures" / "update_probe.py"), "--data", dataset["uri"],
            "--tokenizer", dataset["tokenizer"], "--lr", "1e-5"]
     p = _launch(cmd)
     assert p.returncode == 0, p.stderr[-4000:]
@@ -256,7 +256,7 @@ def test_resume_tp1_checkpoint_with_tp2_continues_the_curve(tp_runs):
         assert abs(lr_[s] - l1[s]) <= 1e-3 * abs(l1[s]), (s, l1, lr_)
 
 
-def test_resume_refuses_changed_seed_batch_or_data(dataset, tmp_path, monkeypatch):
+def test_resume_is_refused_when_seed_batch_or_data_change(dataset, tmp_path, monkeypatch):
     from vlmops_jobs.common.result import JobError
     from vlmops_jobs.train import trainer
 
@@ -266,7 +266,7 @@ def test_resume_refuses_changed_seed_batch_or_data(dataset, tmp_path, monkeypatc
     torchrun([*base, "--global-batch", "2", "--seed", "1"], nproc=1,
              extra_env={"VLMOPS_TRAIN_CRASH_AFTER_STEP": "1"}, check=False)
     assert storage.read_json(f"{ck}/latest")["step"] == 1
-    # the resume decision is taken before any process group exists: run the job's main in-process
+    # the resume decision is taken before any process group exists: run the job's step in-process
     for k in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         monkeypatch.delenv(k, raising=False)
     other = make_packed_dataset(f"file://{tmp_path}/other", str(tmp_path / "tok2"), n_samples=6, capacity=150,
@@ -274,6 +274,6 @@ def test_resume_refuses_changed_seed_batch_or_data(dataset, tmp_path, monkeypatc
     for extra, what in ((["--global-batch", "2", "--seed", "2"], "seed 1 -> 2"),
                         (["--global-batch", "4", "--seed", "1"], "batch.global 2 -> 4")):
         with pytest.raises(JobError, match=what):
-            trainer.main([*base, *extra])
+            trainer.run(trainer.parse_args([*base, *extra]))
     with pytest.raises(JobError, match="the packed dataset"):
-        trainer.main([base[0], other["uri"], *base[2:], "--global-batch", "2", "--seed", "1"])
+        trainer.run(trainer.parse_args([base[0], other["uri"], *base[2:], "--global-batch", "2", "--seed", "1"]))

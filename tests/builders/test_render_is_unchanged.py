@@ -1,0 +1,28 @@
+"""`vlmops render` of every example equals the render recorded before the restructure (golden/).
+
+A change to what the operator creates must be deliberate: regenerate with
+`make vlmops ARGS="render -f examples/<name>/" > tests/builders/golden/<name>.yaml` and review the diff.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from vlmops.cli import main
+
+REPO = Path(__file__).resolve().parents[2]
+GOLDEN = Path(__file__).resolve().parent / "golden"
+
+
+@pytest.mark.parametrize("example", sorted(p.stem for p in GOLDEN.glob("*.yaml")))
+def test_rendering_an_example_gives_the_recorded_children(example, capsys):
+    assert main(["render", "-f", str(REPO / "examples" / example)]) == 0
+    rendered = capsys.readouterr().out
+    expected = (GOLDEN / f"{example}.yaml").read_text()
+    assert rendered == expected, f"render of examples/{example} changed (see this module's docstring)"
+
+
+def test_every_example_directory_has_a_recorded_render():
+    examples = {p.name for p in (REPO / "examples").iterdir() if p.is_dir() and list(p.glob("*.yaml"))}
+    assert examples == {p.stem for p in GOLDEN.glob("*.yaml")}

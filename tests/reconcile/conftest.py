@@ -1,0 +1,5 @@
+"""The reconcile tests reuse the operator tests' example pipeline driver (tests/operator)."""
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "operator"))
