@@ -73,10 +73,10 @@ class Kube:
         data = self._get(self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace, KINDS[kind].plural)
         return (data or {}).get("items") or []
 
-    def patch_cr_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]) -> None:
+    def patch_cr_status(self, kind: str, namespace: str, name: str, patch: dict[str, Any]) -> None:
         API_WRITES.labels(verb="patch", resource=f"{KINDS[kind].plural}/status").inc()
         self.custom.patch_namespaced_custom_object_status(
-            GROUP, VERSION, namespace, KINDS[kind].plural, name, {"status": status}, _preload_content=False)
+            GROUP, VERSION, namespace, KINDS[kind].plural, name, {"status": patch}, _preload_content=False)
 
     # -- children ------------------------------------------------------------------------------
     def get_child(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:

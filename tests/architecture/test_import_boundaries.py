@@ -153,3 +153,25 @@ def test_every_job_has_the_same_shape(package):
         module = MODULES[f"{package}.{step}"][1]
         defined = {n.name for n in module.body if isinstance(n, ast.FunctionDef)}
         assert {"add_arguments", "run"} <= defined, f"{package}.{step}"
+
+
+def test_the_cluster_client_the_local_store_and_the_test_fake_all_implement_kubeapi():
+    import importlib.util
+    import inspect
+
+    from vlmops.kube import Kube
+    from vlmops.kubeapi import KubeAPI
+    from vlmops.local.kube import LocalKube
+
+    spec = importlib.util.spec_from_file_location(
+        "fake_api", ROOT / "tests" / "reconcile" / "test_reconcile_against_a_fake_api.py")
+    fake = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(ROOT / "tests" / "operator"))  # the fake's module imports the example driver
+    spec.loader.exec_module(fake)
+    calls = {n: inspect.signature(f) for n, f in vars(KubeAPI).items()
+             if callable(f) and not n.startswith("_")}
+    assert len(calls) == 8
+    for impl in (Kube, LocalKube, fake.FakeKube):
+        for name, sig in calls.items():
+            have = inspect.signature(getattr(impl, name))
+            assert list(have.parameters) == list(sig.parameters), f"{impl.__name__}.{name}{have} != {sig}"
