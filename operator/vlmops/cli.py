@@ -105,14 +105,17 @@ def _cmd_operator(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_eval_compare(args: argparse.Namespace) -> int:
+def _eval_compare(rest: list[str]) -> int:
     import subprocess
 
-    # The evaluation job's own CLI (same flags, same exit codes); the operator never imports job code.
-    return subprocess.call([sys.executable, "-m", "vlmops_jobs.evaluate", "compare", *args.rest])
+    # The evaluation job's own CLI (same flags, --help, exit codes); the operator never imports job code.
+    return subprocess.call([sys.executable, "-m", "vlmops_jobs.evaluate", "compare", *rest])
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["eval", "compare"]:  # every flag (--help too) belongs to the job's compare step
+        return _eval_compare(argv[2:])
     p = argparse.ArgumentParser(prog="vlmops", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
 
@@ -142,10 +145,7 @@ def main(argv: list[str] | None = None) -> int:
 
     e = sub.add_parser("eval", help="evaluation helpers")
     esub = e.add_subparsers(dest="eval_cmd", required=True)
-    ec = esub.add_parser("compare", help="compare two EvalSuites / results files (or a reference)",
-                         add_help=False)
-    ec.add_argument("rest", nargs=argparse.REMAINDER)
-    ec.set_defaults(fn=_cmd_eval_compare)
+    esub.add_parser("compare", help="compare two EvalSuites / results files (or a reference); see its --help")
 
     from .local import cli as local_cli  # the local runner: vlmops run / status / lineage
 

@@ -92,3 +92,10 @@ def test_render_strict_inputs_shows_waiting():
     assert "# VLMTrainingStage/stage-2-instruct: waiting for" in r.stdout
     docs = [d for d in yaml.safe_load_all(r.stdout) if d]
     assert "PyTorchJob" not in [d["kind"] for d in docs]  # no stage has a Ready dataset yet
+
+
+def test_eval_compare_answers_help_and_reports_bad_input_as_the_job_does():
+    r = vlmops("eval", "compare", "--help")
+    assert r.returncode == 0 and "--reference" in r.stdout, r.stderr
+    r = vlmops("eval", "compare", "ref:llava-ov-1.5-400b", "ref:llava-ov-1.5-8b")
+    assert r.returncode == 2 and r.stderr.strip().startswith("error:"), r.stderr

@@ -3,11 +3,11 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from .kind import AGE, READY, KindAPI, column
 from .common import CommonSpec, CommonStatus, Model, OutputSpec, Progress
-from .rules import at_most_one, check_rules, with_rules
+from .rules import at_most_one
 
 
 class Embedder(Model):
@@ -41,17 +41,12 @@ _BALANCING_RULES = (at_most_one("threshold", "targetSamples"),)
 
 
 class Balancing(Model):
-    model_config = with_rules(*_BALANCING_RULES)
+    RULES = _BALANCING_RULES
 
     method: Literal["MetaCLIP", "InverseFrequency"] = "MetaCLIP"
     threshold: float | None = Field(None, gt=0, description="t in p(c) = min(1, t / count(c)).")
     target_samples: int | None = Field(None, ge=1, description="Solve t so the expected kept count is this.")
     seed: int = 0
-
-    @model_validator(mode="after")
-    def _rules(self):
-        check_rules(self, _BALANCING_RULES)
-        return self
 
 
 class BalancedCorpusSpec(CommonSpec):
@@ -87,9 +82,6 @@ class BalancedCorpusStatus(CommonStatus):
 
 
 KIND = KindAPI("BalancedCorpus", "balancedcorpora", "bc", BalancedCorpusSpec, BalancedCorpusStatus, "Ready", [
-    READY,
-    column("Samples", ".status.stats.selectedSamples", "integer"),
+    READY, column("Samples", ".status.stats.selectedSamples", "integer"),
     column("Concepts", ".status.stats.after.conceptsCovered", "integer"),
-    column("Progress", ".status.progress.shardsCompleted", "integer", description="retrieval shards completed"),
-    AGE,
-])
+    column("Progress", ".status.progress.shardsCompleted", "integer", description="retrieval shards completed"), AGE])

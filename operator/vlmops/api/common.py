@@ -1,16 +1,34 @@
 """Types every kind shares: storage, pod overrides, references, conditions and the status core."""
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
+
+from .rules import Rule, cel_validations, check_rules
+
+
+def _rules_into_schema(schema: dict[str, Any], cls: type["Model"]) -> None:
+    if cls.RULES:
+        schema["x-kubernetes-validations"] = cel_validations(cls.RULES)
 
 
 class Model(BaseModel):
-    """Base of all API types: camelCase on the wire, unknown fields rejected (like a CRD)."""
+    """Base of all API types: camelCase on the wire, unknown fields rejected (like a CRD).
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+    `RULES` (api/rules.py) are a type's cross-field rules: CEL in the generated CRD schema, the same
+    check in pydantic (`vlmops validate`, the local runner, the operator).
+    """
+
+    RULES: ClassVar[tuple[Rule, ...]] = ()
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid",
+                              json_schema_extra=_rules_into_schema)
+
+    @model_validator(mode="after")
+    def _check_rules(self):
+        check_rules(self, type(self).RULES)
+        return self
 
     def wire(self) -> dict[str, Any]:
         """The object as it appears in a CR (camelCase, unset optional fields left out)."""

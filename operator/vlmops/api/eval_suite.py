@@ -42,8 +42,4 @@ class EvalSuiteStatus(CommonStatus):
 
 
 KIND = KindAPI("EvalSuite", "evalsuites", "evs", EvalSuiteSpec, EvalSuiteStatus, "Succeeded", [
-    PHASE,
-    column("Passed", ".status.passed", "integer"),
-    column("Total", ".status.total", "integer"),
-    AGE,
-])
+    PHASE, column("Passed", ".status.passed", "integer"), column("Total", ".status.total", "integer"), AGE])

@@ -3,26 +3,21 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from .kind import AGE, READY, KindAPI, column
 from .common import CommonSpec, CommonStatus, Model, Name, OutputSpec, Progress
-from .rules import check_rules, exactly_one, rule, with_rules
+from .rules import exactly_one, rule
 
 _SOURCE_RULES = (exactly_one("balancedCorpus", "uri"),)
 
 
 class PackSource(Model):
-    model_config = with_rules(*_SOURCE_RULES)
+    RULES = _SOURCE_RULES
 
     balanced_corpus: Name | None = Field(None, description="A BalancedCorpus in this namespace.")
     uri: str | None = Field(None, min_length=1, description="Parquet sample table (file or prefix).")
     format: Literal["parquet"] = "parquet"
-
-    @model_validator(mode="after")
-    def _rules(self):
-        check_rules(self, _SOURCE_RULES)
-        return self
 
 
 _IMAGE_RULES = (rule("self.minPixels <= self.maxPixels", "minPixels must not exceed maxPixels",
@@ -30,17 +25,12 @@ _IMAGE_RULES = (rule("self.minPixels <= self.maxPixels", "minPixels must not exc
 
 
 class ImageTokens(Model):
-    model_config = with_rules(*_IMAGE_RULES)
+    RULES = _IMAGE_RULES
 
     patch_size: int = Field(14, ge=1)
     merge_size: int = Field(2, ge=1)
     min_pixels: int = Field(3136, ge=1)
     max_pixels: int = Field(2560000, ge=1)
-
-    @model_validator(mode="after")
-    def _rules(self):
-        check_rules(self, _IMAGE_RULES)
-        return self
 
 
 class ShardSize(Model):
@@ -79,10 +69,7 @@ class PackedDatasetStatus(CommonStatus):
 
 
 KIND = KindAPI("PackedDataset", "packeddatasets", "pds", PackedDatasetSpec, PackedDatasetStatus, "Ready", [
-    READY,
-    column("Samples", ".status.stats.samples", "integer"),
+    READY, column("Samples", ".status.stats.samples", "integer"),
     column("Sequences", ".status.stats.sequences", "integer"),
     column("Compression", ".status.stats.compressionRatio", "number"),
-    column("Efficiency", ".status.stats.packingEfficiency", "number"),
-    AGE,
-])
+    column("Efficiency", ".status.stats.packingEfficiency", "number"), AGE])

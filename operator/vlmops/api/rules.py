@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from pydantic import ConfigDict
+Rule = tuple[str, str, Callable[[Any], bool]]  # (CEL, message, python check)
 
 
 def _count_set(obj: Any, fields: list[str]) -> int:
@@ -30,9 +30,9 @@ def rule(cel: str, msg: str, check: Callable[[Any], bool]) -> tuple[str, str, Ca
     return cel, msg, check
 
 
-def with_rules(*rules: tuple[str, str, Callable[[Any], bool]]) -> ConfigDict:
-    """model_config fragment carrying the CEL rules into the JSON schema."""
-    return ConfigDict(json_schema_extra={"x-kubernetes-validations": [{"rule": c, "message": m} for c, m, _ in rules]})
+def cel_validations(rules: tuple[Rule, ...]) -> list[dict[str, str]]:
+    """The rules as a CRD schema's `x-kubernetes-validations`."""
+    return [{"rule": c, "message": m} for c, m, _ in rules]
 
 
 def check_rules(obj: Any, rules: tuple[tuple[str, str, Callable[[Any], bool]], ...]) -> None:

@@ -7,7 +7,7 @@ from pydantic import Field, model_validator
 
 from .kind import AGE, PHASE, KindAPI, column
 from .common import CommonSpec, CommonStatus, Model, Name, OutputSpec
-from .rules import check_rules, exactly_one, rule, with_rules
+from .rules import exactly_one, rule
 
 
 class VisionModel(Model):
@@ -48,17 +48,12 @@ _MODEL_RULES = (
 
 
 class ModelSpec(Model):
-    model_config = with_rules(*_MODEL_RULES)
+    RULES = _MODEL_RULES
 
     preset: Literal["tiny", "llava-ov-1.5-4b", "llava-ov-1.5-8b"] | None = None
     vision: VisionModel | None = None
     language: LanguageModel | None = None
     projector: Projector | None = None
-
-    @model_validator(mode="after")
-    def _rules(self):
-        check_rules(self, _MODEL_RULES)
-        return self
 
     def model_json(self) -> str:
         """The explicit blocks as the trainer's `--model-json` (API wire format)."""
@@ -83,16 +78,11 @@ _INIT_RULES = (exactly_one("trainingStage", "checkpoint", "huggingFace"),)
 class ModelRef(Model):
     """Where weights come from: another stage's final checkpoint, a URI, or an HF repo."""
 
-    model_config = with_rules(*_INIT_RULES)
+    RULES = _INIT_RULES
 
     training_stage: Name | None = None
     checkpoint: str | None = Field(None, min_length=1)
     hugging_face: str | None = Field(None, min_length=1)
-
-    @model_validator(mode="after")
-    def _rules(self):
-        check_rules(self, _INIT_RULES)
-        return self
 
 
 class DataRef(Model):
@@ -147,7 +137,7 @@ _STAGE_RULES = _stage_cel_rules()
 
 
 class VLMTrainingStageSpec(CommonSpec):
-    model_config = with_rules(*_STAGE_RULES)
+    RULES = _STAGE_RULES
 
     model: ModelSpec
     init_from: ModelRef | None = None
@@ -214,10 +204,6 @@ class VLMTrainingStageStatus(CommonStatus):
 
 KIND = KindAPI("VLMTrainingStage", "vlmtrainingstages", "vts", VLMTrainingStageSpec, VLMTrainingStageStatus,
                "Succeeded", [
-    PHASE,
-    column("Step", ".status.progress.step", "integer"),
+    PHASE, column("Step", ".status.progress.step", "integer"),
     column("Tokens/s", ".status.progress.tokensPerSecond", "number"),
-    column("Nodes", ".spec.nodes", "integer"),
-    column("Queue", ".spec.scheduling.queueName"),
-    AGE,
-])
+    column("Nodes", ".spec.nodes", "integer"), column("Queue", ".spec.scheduling.queueName"), AGE])

@@ -6,13 +6,12 @@ from typing import Any
 from .. import metrics
 from ..api import balanced_corpus as api
 from ..builders import balanced_corpus as builder
-from .kind import Kind
+from .kind import Kind, set_gauges
 
 
 def export_metrics(ns: str, name: str, status: dict[str, Any]) -> None:
     stats = status.get("stats") or {}
-    if stats.get("selectedSamples") is not None:
-        metrics.BALANCE_SELECTED.labels(ns, name).set(stats["selectedSamples"])
+    set_gauges(stats, ns, name, {"selectedSamples": metrics.BALANCE_SELECTED})
     for when in ("before", "after"):
         side = stats.get(when) or {}
         if side.get("entropyBits") is not None:
@@ -22,14 +21,11 @@ def export_metrics(ns: str, name: str, status: dict[str, Any]) -> None:
 
 
 def status_detail(status: dict[str, Any]) -> str:
-    stats = status.get("stats") or {}
-    if not stats:
+    if not (stats := status.get("stats")):
         return ""
-    return (f"samples {stats.get('selectedSamples')}/{stats.get('inputSamples')}, "
-            f"concepts {(stats.get('after') or {}).get('conceptsCovered')}")
+    covered = (stats.get("after") or {}).get("conceptsCovered")
+    return f"samples {stats.get('selectedSamples')}/{stats.get('inputSamples')}, concepts {covered}"
 
 
-KIND = Kind(
-    api=api.KIND, position=0, build=builder.build, final_step="balance", result_keys=("stats", "output"),
-    shard_progress_steps=("retrieve",), export_metrics=export_metrics, status_detail=status_detail,
-)
+KIND = Kind(api=api.KIND, position=0, build=builder.build, final_step="balance", result_keys=("stats", "output"),
+            shard_progress_steps=("retrieve",), export_metrics=export_metrics, status_detail=status_detail)

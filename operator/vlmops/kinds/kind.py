@@ -24,6 +24,13 @@ def _nothing(*_: Any) -> None:
     return None
 
 
+def set_gauges(values: dict[str, Any], namespace: str, name: str, gauges: dict[str, Any]) -> None:
+    """Set each gauge (by the status key it mirrors) that has a value in `values`."""
+    for key, gauge in gauges.items():
+        if values.get(key) is not None:
+            gauge.labels(namespace, name).set(values[key])
+
+
 def _no_detail(status: dict[str, Any]) -> str:
     return ""
 
@@ -51,27 +58,8 @@ class Kind:
     report_html: Callable[[dict[str, Any]], str] | None = None  # an extra section in report.html
     plots_loss: bool = False  # the report draws its training loss curve
 
-    # The API identity, forwarded: callers say kind.plural, not kind.api.plural.
-    @property
-    def kind(self) -> str:
-        return self.api.kind
-
-    @property
-    def plural(self) -> str:
-        return self.api.plural
-
-    @property
-    def short(self) -> str:
-        return self.api.short
-
-    @property
-    def spec(self):
-        return self.api.spec
-
-    @property
-    def done_condition(self) -> str:
-        return self.api.done_condition
-
-    @property
-    def done_phase(self) -> str:
-        return self.api.done_phase
+    def __getattr__(self, name: str) -> Any:
+        # The API identity, forwarded: callers say kind.plural, kind.spec, kind.done_condition.
+        if name == "api":  # not set yet (copy/unpickle): never recurse
+            raise AttributeError(name)
+        return getattr(self.api, name)

@@ -6,7 +6,7 @@ from typing import Any
 from .. import metrics
 from ..api import packed_dataset as api
 from ..builders import packed_dataset as builder
-from .kind import Kind, Reference
+from .kind import Kind, Reference, set_gauges
 
 
 def references(spec: api.PackedDatasetSpec) -> list[Reference]:
@@ -14,19 +14,14 @@ def references(spec: api.PackedDatasetSpec) -> list[Reference]:
 
 
 def export_metrics(ns: str, name: str, status: dict[str, Any]) -> None:
-    stats = status.get("stats") or {}
-    if stats.get("packingEfficiency") is not None:
-        metrics.PACKING_EFFICIENCY.labels(ns, name).set(stats["packingEfficiency"])
-    if stats.get("compressionRatio") is not None:
-        metrics.PACKING_COMPRESSION.labels(ns, name).set(stats["compressionRatio"])
+    set_gauges(status.get("stats") or {}, ns, name, {"packingEfficiency": metrics.PACKING_EFFICIENCY,
+                                                      "compressionRatio": metrics.PACKING_COMPRESSION})
 
 
 def status_detail(status: dict[str, Any]) -> str:
-    stats = status.get("stats") or {}
-    if not stats:
-        return ""
-    return (f"{stats.get('samples')} samples -> {stats.get('sequences')} seqs, "
-            f"x{stats.get('compressionRatio', 0):.2f}, eff {stats.get('packingEfficiency', 0):.3f}")
+    s = status.get("stats")
+    return (f"{s.get('samples')} samples -> {s.get('sequences')} seqs, x{s.get('compressionRatio', 0):.2f}, "
+            f"eff {s.get('packingEfficiency', 0):.3f}") if s else ""
 
 
 KIND = Kind(

@@ -10,7 +10,7 @@ from vlmops_contract.layouts.train import HF_EXPORT
 from .. import metrics
 from ..api import training_stage as api
 from ..builders import training_stage as builder
-from .kind import Kind, Reference
+from .kind import Kind, Reference, set_gauges
 
 
 def references(spec: api.VLMTrainingStageSpec) -> list[Reference]:
@@ -26,11 +26,9 @@ def outputs(spec: api.VLMTrainingStageSpec) -> dict[str, Any]:
 
 
 def export_metrics(ns: str, name: str, status: dict[str, Any]) -> None:
-    progress = status.get("progress") or {}
-    for gauge, key in ((metrics.TRAIN_STEP, "step"), (metrics.TRAIN_TOKENS, "tokensPerSecond"),
-                       (metrics.TRAIN_MFU, "mfu")):
-        if progress.get(key) is not None:
-            gauge.labels(ns, name).set(progress[key])
+    set_gauges(status.get("progress") or {}, ns, name, {"step": metrics.TRAIN_STEP,
+                                                         "tokensPerSecond": metrics.TRAIN_TOKENS,
+                                                         "mfu": metrics.TRAIN_MFU})
 
 
 def status_detail(status: dict[str, Any]) -> str:
