@@ -1,8 +1,17 @@
 """EvalSuite job: lmms-eval (pinned) against one checkpoint, normalised results, comparisons.
 
-- `python -m vlmops_jobs.evaluate run --model-uri URI --tasks a,b --output URI ...` (see `run.py`)
-- `python -m vlmops_jobs.evaluate compare A [B] [--reference llava-ov-1.5-8b]` (see `compare.py`)
+- `python -m vlmops_jobs.evaluate run --model-uri URI --tasks a,b --output URI ...` (`run.py`)
+- `python -m vlmops_jobs.evaluate compare A [B] [--reference llava-ov-1.5-8b]` (`compare.py`)
 - `vlmops_contract.thresholds.evaluate_thresholds` for the operator (no lmms-eval import).
 
-Importing this package does not import lmms-eval or torch; `run` imports them lazily.
+Importing this package (or parsing a step's flags) does not import lmms-eval or torch: the phases
+of `run` import them when they get there.
 """
+from ..common.cli import Job
+
+JOB = Job(
+    "vlmops_jobs.evaluate",
+    ("run", "compare"),
+    description="run: evaluate one checkpoint with lmms-eval (normalised results, manifest last); "
+                "compare: two evaluations side by side, optionally against published reference numbers.",
+)

@@ -1,6 +1,7 @@
-"""Side-by-side comparison of two evaluations (and optionally a published reference).
+"""Compare two evaluations side by side (deltas B-A), optionally against published reference numbers.
 
-`python -m vlmops_jobs.evaluate compare A [B] [--reference llava-ov-1.5-8b] [--json]`
+`python -m vlmops_jobs.evaluate compare A [B] [--reference llava-ov-1.5-8b] [--json]` prints a
+table (or the rows as JSON) instead of a result line; bad input exits 2.
 
 A and B may each be:
 - an EvalSuite output URI/path (a directory holding `results.json`) or a `results.json` file,
@@ -9,8 +10,7 @@ A and B may each be:
 - a job log or termination message holding the `{"vlmopsResult": ...}` line,
 - a reference name (`llava-ov-1.5-8b`, also spelled `ref:llava-ov-1.5-8b`).
 
-The operator's CLI (`vlmops eval compare`) resolves EvalSuite names to `status.results` itself and
-calls `compare_rows` / `format_table`, or `compare_main` with files.
+The operator's CLI (`vlmops eval compare`) runs this step as a subprocess.
 Deltas are B - A, and A - ref / B - ref; values are in lmms-eval's units for each metric.
 """
 from __future__ import annotations
@@ -22,14 +22,15 @@ import os
 from importlib import resources
 from typing import Any, Iterable, Mapping
 
-from ..common import storage
+from vlmops_contract.layouts.evaluate import RESULTS
 from vlmops_contract.result import parse_result
-from vlmops_jobs.common.result import JobError
-from .normalize import normalize
 from vlmops_contract.thresholds import result_key
 
-REFERENCES_FILE = "references.json"
-RESULTS = "results.json"
+from ..common import storage
+from ..common.result import JobError
+from .normalize import normalize
+
+REFERENCES_FILE = "references.json"  # package data
 
 
 def references() -> dict[str, Any]:
@@ -177,20 +178,15 @@ def _label(source: str) -> str:
     return base or s
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m vlmops_jobs.evaluate compare",
-                                description="Compare two evaluations side by side (deltas B-A), optionally against a reference.")
+def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("a", help="results.json / output dir / lmms-eval JSON / EvalSuite YAML / reference name")
     p.add_argument("b", nargs="?", default=None, help="second evaluation (same forms as A)")
-    p.add_argument("--reference", default=None, help=f"published numbers to compare with, e.g. llava-ov-1.5-8b")
+    p.add_argument("--reference", default=None, help="published numbers to compare with, e.g. llava-ov-1.5-8b")
     p.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
-    return p
 
 
-def compare_main(argv: list[str] | None = None) -> int:
-    """CLI entry (also wired into `vlmops eval compare`). Prints the table; returns 0.
-    Bad input raises JobError (the caller prints `error: ...` and exits 2)."""
-    args = build_parser().parse_args(argv)
+def run(args: argparse.Namespace) -> None:
+    """Prints the table (or JSON rows); no result line (it is not a pod's step)."""
     if args.b is None and args.reference is None:
         raise JobError("compare: give two evaluations, or one and --reference")
     a = load_results(args.a)
@@ -204,4 +200,3 @@ def compare_main(argv: list[str] | None = None) -> int:
         if labels["a"] == labels["b"]:
             labels = {**labels, "a": "A", "b": "B"}
         print(format_table(rows, labels))
-    return 0

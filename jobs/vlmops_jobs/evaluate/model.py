@@ -8,9 +8,10 @@
 
 The model digest is a tree digest: sha256 over the canonical JSON of {relative path: sha256 of
 the file} for every file of the checkpoint, so it names the content, not where it was read from.
-When the directory holds a vlmops `manifest.json` (a training stage's export), every file it
-lists is checked against its recorded digest, and `--model-digest` may name either the tree
-digest or the manifest's own digest (the stage's `status.output.digest`).
+When the directory or its parent holds a vlmops `manifest.json` (a training stage's output, whose
+HF export is `<output>/hf`: `vlmops_contract.layouts.train`), every file it lists is checked
+against its recorded digest, and `--model-digest` may name either the tree digest or the
+manifest's own digest (the stage's `status.output.digest`).
 """
 from __future__ import annotations
 
@@ -21,8 +22,10 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from vlmops_contract.layouts import MANIFEST
+from vlmops_contract.layouts.train import HF_CONFIG
+
 from ..common import storage
-from ..common.lineage import MANIFEST
 from ..common.result import JobError
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]*(/[\w.\-]+)?(@[\w.\-/]+)?$")
@@ -134,6 +137,9 @@ def _read_manifest(uri: str) -> tuple[bytes, dict] | None:
     return data, doc
 
 
+COPY_DIR = "model"  # under the work dir: the local copy of a remote checkpoint
+
+
 def check_manifest(local_dir: str, digests: dict[str, str], uri: str | None = None) -> str | None:
     """Verify the checkpoint against a vlmops manifest and return that manifest's digest.
 
@@ -165,52 +171,63 @@ def check_manifest(local_dir: str, digests: dict[str, str], uri: str | None = No
     return None
 
 
-def precheck_model(uri: str) -> None:
-    """Cheap existence check (no copy, no hashing) so a wrong URI fails before lmms-eval starts."""
+def _uri_kind(uri: str) -> str:
+    """"remote" (copied to local disk), "local" (used in place) or "hub" (the local HF cache)."""
     if not uri:
         raise JobError("model uri: empty")
     if _is_remote(uri):
+        return "remote"
+    if uri.startswith("file://") or os.path.exists(uri) or uri.startswith(("/", ".")):
+        return "local"
+    if _REPO_ID.match(uri):
+        return "hub"
+    raise JobError(f"model uri: {uri} is not a URI, a path or a Hugging Face repo id")
+
+
+def _local_dir(uri: str) -> str:
+    local = _local_path(uri)
+    if not os.path.isdir(local):
+        raise JobError(f"model uri: {uri} does not exist or is not a directory")
+    return local
+
+
+def _require_hf_config(local: str, uri: str) -> None:
+    if not os.path.isfile(os.path.join(local, HF_CONFIG)):
+        raise JobError(f"model uri: {uri} has no {HF_CONFIG} (not a Hugging Face checkpoint directory)")
+
+
+def precheck_model(uri: str) -> None:
+    """Cheap existence check (no copy, no hashing) so a wrong URI fails before lmms-eval starts."""
+    kind = _uri_kind(uri)
+    if kind == "remote":
         try:
-            ok = storage.exists(storage.join(uri, "config.json"))
+            ok = storage.exists(storage.join(uri, HF_CONFIG))
         except Exception as e:
             raise JobError(f"model uri: cannot read {uri} ({type(e).__name__}: {e})") from None
         if not ok:
-            raise JobError(f"model uri: {uri} does not exist or has no config.json")
-    elif uri.startswith("file://") or os.path.exists(uri) or uri.startswith(("/", ".")):
-        local = _local_path(uri)
-        if not os.path.isdir(local):
-            raise JobError(f"model uri: {uri} does not exist or is not a directory")
-        if not os.path.isfile(os.path.join(local, "config.json")):
-            raise JobError(f"model uri: {uri} has no config.json (not a Hugging Face checkpoint directory)")
-    elif _REPO_ID.match(uri):
-        _hf_cache_lookup(uri)
+            raise JobError(f"model uri: {uri} does not exist or has no {HF_CONFIG}")
+    elif kind == "local":
+        _require_hf_config(_local_dir(uri), uri)
     else:
-        raise JobError(f"model uri: {uri} is not a URI, a path or a Hugging Face repo id")
+        _hf_cache_lookup(uri)
 
 
 def resolve_model(uri: str, work_dir: str, expected_digest: str | None = None, log=print) -> ResolvedModel:
-    if not uri:
-        raise JobError("model uri: empty")
+    """The checkpoint as a local directory with its digests (a remote one is copied first)."""
+    kind = _uri_kind(uri)
     copied = False
     n_files = n_bytes = 0
     seconds = 0.0
-    if _is_remote(uri):
-        local = os.path.join(work_dir, "model")
+    base: str | None = None  # where a vlmops manifest may be found: none around a cache snapshot
+    if kind == "remote":
+        local = os.path.join(work_dir, COPY_DIR)
         n_files, n_bytes, seconds = copy_to_local(uri, local, log=log)
-        copied = True
-        base: str | None = uri
-    elif uri.startswith("file://") or os.path.exists(uri) or uri.startswith(("/", ".")):
-        local = _local_path(uri)
-        if not os.path.isdir(local):
-            raise JobError(f"model uri: {uri} does not exist or is not a directory")
-        base = local
-    elif _REPO_ID.match(uri):
-        local = _hf_cache_lookup(uri)
-        base = None  # a cache snapshot: no vlmops manifest around it
+        copied, base = True, uri
+    elif kind == "local":
+        local = base = _local_dir(uri)
     else:
-        raise JobError(f"model uri: {uri} is not a URI, a path or a Hugging Face repo id")
-    if not os.path.isfile(os.path.join(local, "config.json")):
-        raise JobError(f"model uri: {uri} has no config.json (not a Hugging Face checkpoint directory)")
+        local = _hf_cache_lookup(uri)
+    _require_hf_config(local, uri)
     digests = file_digests(local)
     digest = tree_digest(digests)
     manifest_digest = check_manifest(local, digests, base)
