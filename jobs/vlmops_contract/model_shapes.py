@@ -74,6 +74,12 @@ class Preset:
         return d
 
 
+# The released models' vision tower, as megatron-core's CLIP ViT approximates it.
+_VIT_L_448 = VisionShape(num_layers=24, hidden_size=1024, num_heads=16, ffn_hidden_size=4096, patch=14, tile=448,
+                         pixel_shuffle=True)
+_VIT_NOTES = ("vision: megatron CLIP ViT-L/14 on fixed 448px tiles + 2x2 pixel shuffle, not RICE-ViT "
+              "(native resolution, 2D RoPE)",)
+
 PRESETS: dict[str, Preset] = {
     # One 28x28 patch per tile = one image token per 28x28 region, so a packed sequence's
     # `imageTokens` (H'/28 * W'/28) is exactly what the model consumes. (The 2x2 merge of the
@@ -89,26 +95,22 @@ PRESETS: dict[str, Preset] = {
     ),
     "llava-ov-1.5-4b": Preset(
         name="llava-ov-1.5-4b",
-        vision=VisionShape(num_layers=24, hidden_size=1024, num_heads=16, ffn_hidden_size=4096, patch=14, tile=448,
-                           pixel_shuffle=True),
+        vision=_VIT_L_448,
         language=LanguageShape(num_layers=36, hidden_size=2560, num_heads=32, num_query_groups=8, head_dim=128,
                                ffn_hidden_size=9728, vocab_size=151936, max_sequence_length=16384,
                                tie_embeddings=True),
         projector_ffn=2560 * 4,
         hf_exportable=False,
-        notes=("vision: megatron CLIP ViT-L/14 on fixed 448px tiles + 2x2 pixel shuffle, not RICE-ViT "
-               "(native resolution, 2D RoPE)",),
+        notes=_VIT_NOTES,
     ),
     "llava-ov-1.5-8b": Preset(
         name="llava-ov-1.5-8b",
-        vision=VisionShape(num_layers=24, hidden_size=1024, num_heads=16, ffn_hidden_size=4096, patch=14, tile=448,
-                           pixel_shuffle=True),
+        vision=_VIT_L_448,
         language=LanguageShape(num_layers=36, hidden_size=4096, num_heads=32, num_query_groups=8, head_dim=128,
                                ffn_hidden_size=12288, vocab_size=151936, max_sequence_length=16384),
         projector_ffn=4096 * 4,
         hf_exportable=False,
-        notes=("vision: megatron CLIP ViT-L/14 on fixed 448px tiles + 2x2 pixel shuffle, not RICE-ViT "
-               "(native resolution, 2D RoPE)",),
+        notes=_VIT_NOTES,
     ),
 }
 
