@@ -56,37 +56,25 @@ def unit(rng, n, d):
     return x
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--queries", type=int, default=8192)
-    ap.add_argument("--concepts", type=int, default=50000)
-    ap.add_argument("--dim", type=int, default=512)
-    ap.add_argument("--k", type=int, default=5)
-    ap.add_argument("--nlist", type=int, default=256)
-    ap.add_argument("--repeat", type=int, default=2)
-    a = ap.parse_args()
-
-    import faiss
-
-    threads = int(os.environ["OMP_NUM_THREADS"])
-    faiss.omp_set_num_threads(threads)
+def clustered(a) -> tuple[np.ndarray, np.ndarray]:
+    """Clustered concepts and queries near them (retrieval is meaningful, IVF recall is realistic)."""
     rng = np.random.default_rng(1)
-    nq, nc, d, k = a.queries, a.concepts, a.dim, a.k
-    # clustered concepts and queries near them (retrieval is meaningful, IVF recall is realistic)
+    nq, nc, d = a.queries, a.concepts, a.dim
     centers = unit(rng, 512, d)
     concepts = centers[rng.integers(0, 512, nc)] + 2.0 * unit(rng, nc, d)
     concepts /= np.linalg.norm(concepts, axis=1, keepdims=True)
     queries = centers[rng.integers(0, 512, nq)] + 2.0 * unit(rng, nq, d)
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
     queries = queries.astype(np.float16).astype(np.float32)  # what the float16 source holds
-    flops = 2.0 * nq * nc * d
+    return concepts, queries
 
-    peak = blas_peak()
-    print("times are CPU seconds of this process (time.process_time), best of --repeat")
-    print(f"threads={threads}  queries={nq} concepts={nc} dim={d} k={k}  ({flops / 1e9:.0f} GFLOP per search)")
-    print(f"BLAS peak (numpy sgemm 2048^3): {peak:.1f} GFLOP/s")
 
-    flat = faiss.IndexFlatIP(d)
+def exact_search(a, concepts: np.ndarray, queries: np.ndarray, flops: float, peak: float):
+    """(faiss Flat time, its GFLOP/s, numpy baseline GFLOP/s, exact top-k ids)."""
+    import faiss
+
+    nq, k = a.queries, a.k
+    flat = faiss.IndexFlatIP(a.dim)
     flat.add(concepts)
     flat.search(queries[:256], k)
     t_flat = best(lambda: flat.search(queries, k), a.repeat)
@@ -103,14 +91,18 @@ def main() -> None:
     print(f"exact faiss IndexFlatIP: {t_flat:.3f}s  {nq / t_flat:.0f} queries/s  {g_flat:.1f} GFLOP/s  "
           f"= {g_flat / peak:.1%} of BLAS peak")
     print(f"numpy matmul + argpartition: {t_np:.3f}s  {g_np:.1f} GFLOP/s  = {g_np / peak:.1%} of BLAS peak")
+    return t_flat, g_flat, g_np, exact
 
-    # end to end: the CLI's retrieve step on a float16 parquet source (read + search + write)
+
+def end_to_end(a, concepts: np.ndarray, queries: np.ndarray, t_flat: float) -> float:
+    """The CLI's retrieve step on a float16 parquet source (read + search + write): its time."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from vlmops_jobs.balance.__main__ import main as cli
     from vlmops_contract.result import parse_result
-    from vlmops_jobs.common.result import run_main
+    from vlmops_jobs.balance import JOB
+
+    nq, k = a.queries, a.k
 
     def emb(m, t):
         n_, d_ = m.shape
@@ -121,15 +113,15 @@ def main() -> None:
         src = os.path.join(tmp, "src.parquet")
         con = os.path.join(tmp, "concepts.parquet")
         pq.write_table(pa.table({"id": [f"s{i}" for i in range(nq)], "embedding": emb(queries, pa.float16())}), src)
-        pq.write_table(pa.table({"text": [f"c{i}" for i in range(nc)], "embedding": emb(concepts, pa.float16())}), con)
+        pq.write_table(pa.table({"text": [f"c{i}" for i in range(a.concepts)], "embedding": emb(concepts, pa.float16())}), con)
         e2e = []
         for r in range(a.repeat):
             out = os.path.join(tmp, f"out{r}")
             buf_out, buf_err = io.StringIO(), io.StringIO()
             t0 = CLOCK()
             with contextlib.redirect_stdout(buf_out), contextlib.redirect_stderr(buf_err):
-                rc = run_main(cli, ["retrieve", "--source", src, "--concepts", con, "--top-k", str(k),
-                                    "--shard", "0", "--shards", "1", "--output", out])
+                rc = JOB.run(["retrieve", "--source", src, "--concepts", con, "--top-k", str(k),
+                              "--shard", "0", "--shards", "1", "--output", out])
             e2e.append(CLOCK() - t0)
             assert rc == 0, buf_err.getvalue()
         res = parse_result(buf_out.getvalue())
@@ -137,14 +129,19 @@ def main() -> None:
         print(f"end-to-end retrieve shard (CLI, in-process): {t_e2e:.3f}s  {nq / t_e2e:.0f} items/s  "
               f"{res['bytesPerSecond']} bytes/s  = {t_flat / t_e2e:.1%} of search-alone throughput")
         print("  job log: " + " | ".join(x for x in buf_err.getvalue().strip().splitlines()))
+    return t_e2e
 
-    # IVF recall / speed trade-off
-    ivf = faiss.index_factory(d, f"IVF{a.nlist},Flat", faiss.METRIC_INNER_PRODUCT)
+
+def ivf_tradeoff(a, concepts: np.ndarray, queries: np.ndarray, exact: np.ndarray, t_flat: float) -> list[dict]:
+    """IVF recall / speed per nprobe."""
+    import faiss
+
+    nq, k = a.queries, a.k
+    ivf = faiss.index_factory(a.dim, f"IVF{a.nlist},Flat", faiss.METRIC_INNER_PRODUCT)
     t0 = CLOCK()
     ivf.train(concepts)
     ivf.add(concepts)
-    t_train = CLOCK() - t0
-    print(f"IVF{a.nlist},Flat: trained+added in {t_train:.2f}s")
+    print(f"IVF{a.nlist},Flat: trained+added in {CLOCK() - t0:.2f}s")
     rows = []
     for nprobe in (1, 2, 4, 8, 16, 32):
         if nprobe > a.nlist:
@@ -156,6 +153,33 @@ def main() -> None:
         rows.append({"nprobe": nprobe, "recall": round(recall, 4), "speedup": round(t_flat / t, 2),
                      "queriesPerSecond": round(nq / t)})
         print(f"  nprobe={nprobe:3d}  recall@{k}={recall:.4f}  {nq / t:9.0f} queries/s  {t_flat / t:6.2f}x exact")
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--queries", type=int, default=8192)
+    ap.add_argument("--concepts", type=int, default=50000)
+    ap.add_argument("--dim", type=int, default=512)
+    ap.add_argument("--k", type=int, default=5)
+    ap.add_argument("--nlist", type=int, default=256)
+    ap.add_argument("--repeat", type=int, default=2)
+    a = ap.parse_args()
+
+    import faiss
+
+    threads = int(os.environ["OMP_NUM_THREADS"])
+    faiss.omp_set_num_threads(threads)
+    concepts, queries = clustered(a)
+    flops = 2.0 * a.queries * a.concepts * a.dim
+    peak = blas_peak()
+    print("times are CPU seconds of this process (time.process_time), best of --repeat")
+    print(f"threads={threads}  queries={a.queries} concepts={a.concepts} dim={a.dim} k={a.k}  "
+          f"({flops / 1e9:.0f} GFLOP per search)")
+    print(f"BLAS peak (numpy sgemm 2048^3): {peak:.1f} GFLOP/s")
+    t_flat, g_flat, g_np, exact = exact_search(a, concepts, queries, flops, peak)
+    t_e2e = end_to_end(a, concepts, queries, t_flat)
+    rows = ivf_tradeoff(a, concepts, queries, exact, t_flat)
 
     summary = {
         "threads": threads, "blasPeakGflops": round(peak, 2), "exactGflops": round(g_flat, 2),

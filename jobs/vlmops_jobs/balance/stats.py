@@ -3,8 +3,23 @@ from __future__ import annotations
 
 import io
 import math
+from typing import Any
 
 import numpy as np
+
+
+# status.stats keys (api.md / BalancedCorpusStats): the result line carries only these; the
+# manifest and stats.json carry the extras (keptFraction, expectedSamples, ...) too.
+STATUS_KEYS = ("inputSamples", "selectedSamples", "threshold", "before", "after", "retrievalRecall")
+SIDE_KEYS = ("conceptsCovered", "conceptsCovered10", "entropyBits", "effectiveConcepts", "gini", "headShare")
+
+
+def status_stats(stats: dict[str, Any]) -> dict[str, Any]:
+    out = {k: stats[k] for k in STATUS_KEYS if stats.get(k) is not None}
+    for side in ("before", "after"):
+        if side in out:
+            out[side] = {k: out[side][k] for k in SIDE_KEYS if k in out[side]}
+    return out
 
 
 def _r(x: float, nd: int = 6) -> float:
@@ -58,19 +73,28 @@ def kept_by_bucket(before: np.ndarray, after: np.ndarray) -> list[dict[str, floa
     return out
 
 
-def _png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})
-    return buf.getvalue()
-
-
-def plot_rank(before: np.ndarray, after: np.ndarray, threshold: float) -> bytes:
+def _axes():
+    """A figure and its axes on the Agg backend (no display in a pod)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    return plt.subplots(figsize=(6.4, 4.2))
+
+
+def _png(fig) -> bytes:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, metadata={"Software": None})  # no version: same bytes across builds
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def plot_rank(before: np.ndarray, after: np.ndarray, threshold: float) -> bytes:
+    fig, ax = _axes()
     for name, c, style in (("before", before, "-"), ("after", after, "-")):
         s = np.sort(c[c > 0])[::-1]
         if len(s):
@@ -81,19 +105,11 @@ def plot_rank(before: np.ndarray, after: np.ndarray, threshold: float) -> bytes:
     ax.set_ylabel("samples holding the concept")
     ax.set_title("Concept frequency by rank")
     ax.legend()
-    fig.tight_layout()
-    data = _png(fig)
-    plt.close(fig)
-    return data
+    return _png(fig)
 
 
 def plot_kept(rows: list[dict[str, float | int]]) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig, ax = _axes()
     labels = [f"{r['minCount']}-{r['maxCount']}" for r in rows]
     ax.bar(range(len(rows)), [r["keptFraction"] for r in rows])
     ax.set_xticks(range(len(rows)), labels, rotation=60, fontsize=7)
@@ -101,7 +117,4 @@ def plot_kept(rows: list[dict[str, float | int]]) -> bytes:
     ax.set_xlabel("concept frequency before balancing (samples)")
     ax.set_ylabel("kept fraction of concept occurrences")
     ax.set_title("Kept fraction by frequency bucket")
-    fig.tight_layout()
-    data = _png(fig)
-    plt.close(fig)
-    return data
+    return _png(fig)

@@ -80,6 +80,16 @@ def shard_range(n_rows: int, shard: int, shards: int) -> tuple[int, int]:
     return shard * n_rows // shards, (shard + 1) * n_rows // shards
 
 
+def source_shard(uri: str, shard: int, shards: int) -> tuple[list[SourceFile], int, int, int]:
+    """The source's files, its row count and the shard's rows [lo, hi); an empty shard is bad input."""
+    files = list_parquet(uri, "source")
+    n_rows = total_rows(files)
+    lo, hi = shard_range(n_rows, shard, shards)
+    if hi <= lo:
+        raise JobError(f"source uri: shard {shard} of {shards} is empty ({n_rows} rows in {uri})")
+    return files, n_rows, lo, hi
+
+
 def check_columns(schema: pa.Schema, fields: dict[str, str], what: str, uri: str) -> None:
     names = set(schema.names)
     for flag, col in fields.items():
@@ -193,6 +203,18 @@ def uniforms(hashes: np.ndarray, seed: int, salt: int = 0) -> np.ndarray:
     with np.errstate(over="ignore"):
         h = splitmix64(hashes ^ key)
     return (h >> np.uint64(11)).astype(np.float64) * (1.0 / (1 << 53))
+
+
+def parquet_bytes(t: pa.Table, row_group_size: int | None = None) -> bytes:
+    """A table as zstd parquet bytes (written whole with `storage.write_bytes_atomic`)."""
+    buf = io.BytesIO()
+    pq.write_table(t, buf, compression="zstd", row_group_size=row_group_size)
+    return buf.getvalue()
+
+
+def list_column(offsets: np.ndarray, values: pa.Array) -> pa.Array:
+    """A list column from int32 row offsets (n + 1) and the flat values."""
+    return pa.ListArray.from_arrays(pa.array(offsets), values)
 
 
 def absolute_image_uri(parquet_uri: str, img: str) -> str:

@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from synthetic_pool import make_pool  # noqa: E402
 
-builders = pytest.importorskip("vlmops.builders")
+kinds = pytest.importorskip("vlmops.kinds")
 
 
 def _commands(plan):
@@ -37,7 +37,7 @@ def test_the_commands_the_operator_builds_run_end_to_end(tmp_path, capsys, monke
           "spec": {"source": {"uri": pool["source"]}, "concepts": {"uri": pool["concepts"]},
                    "retrieval": {"topK": 3, "minSimilarity": 0.3}, "balancing": balancing,
                    "shards": 3, "output": {"uri": out}}}
-    cmds = _commands(builders.build(cr))
+    cmds = _commands(kinds.build(cr))
     assert [c[0] for c in cmds] == ["retrieve", "balance"]
     res = None
     for name, cmd, completions in cmds:
@@ -63,7 +63,7 @@ def test_the_embed_commands_the_operator_builds_parse():
                    "concepts": {"uri": "s3://b/concepts.parquet"},
                    "retrieval": {"index": "IVF1024,Flat", "nprobe": 16},
                    "shards": 4, "output": {"uri": "s3://b/out"}}}
-    cmds = _commands(builders.build(cr))
+    cmds = _commands(kinds.build(cr))
     assert [c[0] for c in cmds] == ["embed", "retrieve", "balance"]
     e = JOB.parser("embed").parse_args(cmds[0][1][4:])
     assert (e.embedder, e.batch_size, e.shards, e.image_field) == ("s3://b/models/clip", 8, 4, "images")

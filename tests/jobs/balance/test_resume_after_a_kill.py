@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[3]
 def _cli(args, env=None):
     e = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT / "jobs"), str(ROOT / "operator")]),
              OMP_NUM_THREADS="1", **(env or {}))
-    return subprocess.run_job([sys.executable, "-m", "vlmops_jobs.balance", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "vlmops_jobs.balance", *args], capture_output=True, text=True,
                           env=e, cwd=ROOT, timeout=120)
 
 
