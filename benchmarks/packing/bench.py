@@ -38,7 +38,9 @@ from collections import defaultdict, deque
 import numpy as np
 
 from vlmops_jobs.common.synthetic import make_lengths
-from vlmops_jobs.pack import algorithms as A
+from vlmops_jobs.pack.algorithms import pack, plan_size_classes
+from vlmops_jobs.pack.algorithms.classes import size_counts
+from vlmops_jobs.pack.algorithms.packing import group_by_bin
 
 
 # ------------------------------------------------------------------ TRL-style BFD (re-implemented)
@@ -133,7 +135,7 @@ def timed(fn, *args, repeat: int = 1):
 
 def core(L: np.ndarray, cap: int):
     """The size-class part of the plan: counts, BFD, closing pass (no per-item map)."""
-    return A.plan_bfd(A.size_counts(L, cap), cap)
+    return plan_size_classes(size_counts(L, cap), cap)
 
 
 def best_of(best: dict):
@@ -171,11 +173,11 @@ def main() -> None:
                 p = None
                 for _ in range(a.repeat):  # interleaved: sort, plan, core, order
                     keep("sort", timed(np.sort, L)[0])
-                    dt, p = timed(A.pack, L, cap)
+                    dt, p = timed(pack, L, cap)
                     keep("plan", dt)
                     dt, (nb, _, _, info) = timed(core, L, cap)
                     keep("core", dt)
-                    keep("order", timed(A.group_by_bin, p.bin_of)[0])
+                    keep("order", timed(group_by_bin, p.bin_of)[0])
                 assert nb == p.n_bins
                 lb = -(-int(L[L <= cap].sum()) // cap)
                 row = {"bfd": info["bfdSequences"], "ours": p.n_bins}

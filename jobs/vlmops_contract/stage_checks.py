@@ -78,7 +78,7 @@ _EXPLICIT_TP_CEL = (
 TP_MESSAGE = ("spec.parallelism.tensor: must divide the model's attention heads, query groups and FFN sizes "
               f"(language, vision, projector) and {VOCAB_DIVISIBLE_BY}")
 
-IMAGE_CELL = 28  # px per image token: patch 14 x 2x2 merge, the packer's unit (pack.lengths.image_tokens)
+IMAGE_CELL = 28  # px per image token: patch 14 x 2x2 merge, the packer's unit (pack.token_lengths.image_tokens)
 CELL_MESSAGE = (f"spec.model.vision: the image-token cell (patchSize x projector.mergeSize) must be {IMAGE_CELL} px "
                 f"(patch 14 with merge 2, or patch 28 with merge 1) and imageSize a multiple of it")
 

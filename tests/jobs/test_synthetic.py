@@ -12,19 +12,6 @@ import pytest
 from vlmops_jobs.common import synthetic
 
 
-@pytest.fixture
-def bucket(s3_server):
-    """A fresh bucket on the shared moto server (created without a location constraint, which
-    moto rejects for us-east-1)."""
-    import uuid
-
-    import boto3
-
-    name = f"p-{uuid.uuid4().hex[:12]}"
-    boto3.client("s3", endpoint_url=s3_server, region_name="us-east-1").create_bucket(Bucket=name)
-    return f"s3://{name}"
-
-
 def _sha(path: str) -> str:
     return hashlib.sha256(open(path, "rb").read()).hexdigest()
 
@@ -87,8 +74,8 @@ def test_samples_layout_and_determinism(tmp_path):
     assert (np.argmax(emb @ cent.T, axis=1) == np.array(a["sample_concepts"])).mean() > 0.95
 
 
-def test_samples_no_embeddings_and_s3(bucket):
-    info = synthetic.make_samples(f"{bucket}/syn", 10, seed=1)
+def test_samples_no_embeddings_and_s3(s3_bucket):
+    info = synthetic.make_samples(f"{s3_bucket}/syn", 10, seed=1)
     from vlmops_jobs.common import storage
 
     assert info["concepts"] is None
@@ -96,7 +83,7 @@ def test_samples_no_embeddings_and_s3(bucket):
     t = pq.read_table(path, filesystem=fs)
     assert t.column_names == ["id", "images", "conversations"]
     first_img = next(r["images"][0] for r in t.to_pylist() if r["images"])
-    assert storage.exists(storage.join(f"{bucket}/syn", first_img))
+    assert storage.exists(storage.join(f"{s3_bucket}/syn", first_img))
 
 
 def test_make_lengths():

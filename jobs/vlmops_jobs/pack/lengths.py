@@ -1,153 +1,108 @@
-"""Token lengths: chat-templated text tokens + Qwen2-VL-style image tokens (headers only)."""
+"""Token length per sample (sharded): lengths/part-<shard>.parquet and its commit record.
+
+Per sample: the conversation rendered with the tokenizer's chat template and counted, plus
+Qwen2-VL image tokens from each image's header (see docs/jobs-pack.md).
+"""
 from __future__ import annotations
 
-import io
 import json
-import math
 import os
-from concurrent.futures import ThreadPoolExecutor
+import time
+from typing import Any
 
-import numpy as np
+import pyarrow as pa
+from vlmops_contract.layouts import pack as layout
 
-from ..common import storage
-from ..common.result import JobError
-
-IMAGE_MARKER = "<image>"
-
-
-def smart_resize(height: int, width: int, factor: int = 28, min_pixels: int = 3136, max_pixels: int = 2560000):
-    """Qwen2-VL's rule: round each side to a multiple of `factor`, then rescale (keeping the
-    aspect ratio) into [min_pixels, max_pixels]. Returns (h', w')."""
-    if min(height, width) <= 0:
-        raise ValueError(f"bad image size {width}x{height}")
-    if max(height, width) / min(height, width) > 200:
-        raise ValueError(f"aspect ratio over 200 ({width}x{height})")
-    h_bar = max(factor, round(height / factor) * factor)
-    w_bar = max(factor, round(width / factor) * factor)
-    if h_bar * w_bar > max_pixels:
-        beta = math.sqrt((height * width) / max_pixels)
-        h_bar = max(factor, math.floor(height / beta / factor) * factor)
-        w_bar = max(factor, math.floor(width / beta / factor) * factor)
-    elif h_bar * w_bar < min_pixels:
-        beta = math.sqrt(min_pixels / (height * width))
-        h_bar = math.ceil(height * beta / factor) * factor
-        w_bar = math.ceil(width * beta / factor) * factor
-    return h_bar, w_bar
+from ..common import lineage, storage
+from ..common.result import JobError, shard_index
+from .committed import KIND
+from .log import log, throughput
+from .source import read_shard_rows, resolve_source, row_counts
+from .tables import write_table
+from .token_lengths import ImageGeometry, TextCounter, TokenCounts, count_tokens
 
 
-def image_tokens(width: int, height: int, patch: int = 14, merge: int = 2, min_pixels: int = 3136, max_pixels: int = 2560000) -> int:
-    f = patch * merge
-    h, w = smart_resize(height, width, f, min_pixels, max_pixels)
-    return (h // f) * (w // f)
+def add_arguments(p) -> None:
+    p.add_argument("--source", required=True)
+    p.add_argument("--tokenizer", required=True)
+    p.add_argument("--patch-size", type=int, default=14)
+    p.add_argument("--merge-size", type=int, default=2)
+    p.add_argument("--min-pixels", type=int, default=3136)
+    p.add_argument("--max-pixels", type=int, default=2560000)
+    p.add_argument("--shard", type=int, default=None)
+    p.add_argument("--shards", type=int, default=1)
+    p.add_argument("--output", required=True)
 
 
-def image_size(uri: str, head: int = 65536) -> tuple[int, int]:
-    """(width, height) from the file's header; reads only the first bytes when they suffice."""
-    from PIL import Image
-
-    fs, path = storage.get_fs(uri)
-    with fs.open(path, "rb") as f:
-        data = f.read(head)
-        try:
-            with Image.open(io.BytesIO(data)) as im:
-                return im.size
-        except Exception:
-            data += f.read()
-    with Image.open(io.BytesIO(data)) as im:  # raises on undecodable data
-        return im.size
+def _tokenizer_dir(uri: str) -> str:
+    path = uri[len("file://"):] if uri.startswith("file://") else uri
+    if not os.path.isdir(path):
+        raise JobError(f"tokenizer {uri}: path does not exist")
+    return path
 
 
-class TextCounter:
-    """Chat template (jinja, as transformers renders it) + a `tokenizers` fast tokenizer."""
-
-    def __init__(self, path: str):
-        from tokenizers import Tokenizer
-
-        if path.startswith("file://"):
-            path = path[len("file://") :]
-        tj = os.path.join(path, "tokenizer.json")
-        if not os.path.isfile(tj):
-            raise JobError(f"tokenizer {path}: no tokenizer.json (a local Hugging Face tokenizer directory is required)")
-        self.tok = Tokenizer.from_file(tj)
-        cfg = {}
-        cj = os.path.join(path, "tokenizer_config.json")
-        if os.path.isfile(cj):
-            with open(cj) as f:
-                cfg = json.load(f)
-        tmpl = cfg.get("chat_template")
-        if isinstance(tmpl, list):  # named templates
-            tmpl = next((t["template"] for t in tmpl if t.get("name") == "default"), tmpl[0]["template"])
-        if not tmpl:
-            ct = os.path.join(path, "chat_template.jinja")
-            if os.path.isfile(ct):
-                tmpl = open(ct).read()
-        if not tmpl:
-            raise JobError(f"tokenizer {path}: chat_template: missing in tokenizer_config.json")
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-        self.template = env.from_string(tmpl)
-        self.special = {k: cfg.get(k) for k in ("bos_token", "eos_token", "pad_token")}
-        self.image_id = self.tok.token_to_id(IMAGE_MARKER)
-
-    def render(self, messages: list[dict]) -> str:
-        return self.template.render(messages=messages, add_generation_prompt=False, **{k: v for k, v in self.special.items() if isinstance(v, str)})
-
-    def count(self, texts: list[str]) -> np.ndarray:
-        encs = self.tok.encode_batch(texts, add_special_tokens=False)
-        return np.array([len(e.ids) for e in encs], dtype=np.int64)
+def _reused(args, shard: int, params: dict, inputs: dict) -> dict[str, Any] | None:
+    """The result of an identical committed run of this shard (same parameters, inputs, file)."""
+    part_uri = storage.join(args.output, layout.lengths_part(shard))
+    record_uri = storage.join(args.output, layout.lengths_record(shard))
+    if not storage.exists(record_uri):
+        return None
+    record = storage.read_json(record_uri)
+    if record.get("parameters") == params and record.get("inputs") == inputs and storage.exists(part_uri) \
+            and storage.sha256_uri(part_uri) == record["files"][layout.lengths_part(shard)]:
+        log(f"lengths shard {shard}: already committed, reusing")
+        return {"stats": record["stats"], "output": {"uri": part_uri}}
+    return None
 
 
-def resolve_image(img: str, base_dir: str) -> str:
-    if "://" in img or img.startswith("/"):
-        return img
-    return storage.join(base_dir, img)
+def _check_unique(ids: list[str]) -> None:
+    if len(set(ids)) != len(ids):
+        seen: set[str] = set()
+        duplicate = next(i for i in ids if i in seen or seen.add(i))
+        raise JobError(f"sample {duplicate} id: duplicate sample id")
 
 
-def compute(rows: list[dict], base_dirs: list[str], counter: TextCounter, *, patch: int, merge: int,
-            min_pixels: int, max_pixels: int, threads: int = 16):
-    """Per row: (text tokens incl. template, [image tokens], absolute image URIs, total tokens)."""
-    texts = []
-    all_images: list[list[str]] = []
-    for row, base in zip(rows, base_dirs):
-        sid = row["id"]
-        raw = row.get("conversations")
-        try:
-            conv = json.loads(raw) if isinstance(raw, str) else raw
-        except ValueError as e:
-            raise JobError(f"sample {sid} conversations: not JSON ({e})")
-        if not conv or not any(isinstance(m, dict) and str(m.get("content") or "").strip() for m in conv):
-            raise JobError(f"sample {sid} conversations: no text")
-        images = [resolve_image(i, base) for i in (row.get("images") or [])]
-        markers = sum(str(m.get("content", "")).count(IMAGE_MARKER) for m in conv if m.get("role") == "user")
-        if markers != len(images):
-            raise JobError(f"sample {sid} images: {len(images)} images but {markers} {IMAGE_MARKER} markers in user turns")
-        texts.append(counter.render(conv))
-        all_images.append(images)
-    text_tokens = counter.count(texts)
-    flat = [u for imgs in all_images for u in imgs]
-    owners = [row["id"] for row, imgs in zip(rows, all_images) for _ in imgs]
+def _table(rows: list[dict], counts: TokenCounts) -> pa.Table:
+    return pa.table({
+        "id": pa.array([r["id"] for r in rows], pa.string()),
+        "tokens": pa.array(counts.totals, pa.int32()),
+        "textTokens": pa.array(counts.text, pa.int32()),
+        "imageTokens": pa.array(counts.images, pa.list_(pa.int32())),
+        "images": pa.array(counts.image_uris, pa.list_(pa.string())),
+        "conversations": pa.array([r["conversations"] if isinstance(r["conversations"], str)
+                                   else json.dumps(r["conversations"]) for r in rows], pa.string()),
+    })
 
-    def size_of(i: int):
-        try:
-            return image_size(flat[i])
-        except Exception as e:
-            raise JobError(f"sample {owners[i]} images: unreadable image {flat[i]} ({type(e).__name__}: {e})")
 
-    with ThreadPoolExecutor(max_workers=threads) as ex:
-        sizes = list(ex.map(size_of, range(len(flat))))
-    img_tok = []
-    for i, (w, h) in enumerate(sizes):
-        try:
-            img_tok.append(image_tokens(w, h, patch, merge, min_pixels, max_pixels))
-        except ValueError as e:
-            raise JobError(f"sample {owners[i]} images: {flat[i]}: {e}")
-    per_row_img: list[list[int]] = []
-    pos = 0
-    for imgs in all_images:
-        per_row_img.append(img_tok[pos : pos + len(imgs)])
-        pos += len(imgs)
-    # each <image> marker is one token of the template; the trainer expands it into N image tokens
-    totals = np.array([t - len(im) + sum(im) for t, im in zip(text_tokens.tolist(), per_row_img)], dtype=np.int64)
-    nbytes = sum(len(t.encode()) for t in texts)
-    return text_tokens, per_row_img, all_images, totals, nbytes
+def run(args) -> dict[str, Any]:
+    shard, shards = shard_index(args.shard, args.shards, "lengths"), args.shards
+    started = time.perf_counter()
+    files = resolve_source(args.source)
+    tokenizer_dir = _tokenizer_dir(args.tokenizer)
+    params = {
+        "source": args.source, "tokenizer": args.tokenizer, "patchSize": args.patch_size,
+        "mergeSize": args.merge_size, "minPixels": args.min_pixels, "maxPixels": args.max_pixels, "shards": shards,
+    }
+    inputs = {
+        "source": [{"uri": f, "digest": storage.sha256_uri(f)} for f in files],
+        "tokenizer": {"uri": args.tokenizer,
+                      "digest": storage.sha256_uri(os.path.join(tokenizer_dir, "tokenizer.json"))},
+    }
+    reused = _reused(args, shard, params, inputs)
+    if reused is not None:
+        return reused
+    counts = row_counts(files)
+    counter = TextCounter(tokenizer_dir)
+    rows, bases = read_shard_rows(files, counts, shard, shards)
+    _check_unique([r["id"] for r in rows])
+    geometry = ImageGeometry(args.patch_size, args.merge_size, args.min_pixels, args.max_pixels)
+    tokens = count_tokens(rows, bases, counter, geometry)
+    part = layout.lengths_part(shard)
+    digest = write_table(storage.join(args.output, part), _table(rows, tokens))
+    stats = {"samples": len(rows), "tokens": int(tokens.totals.sum()),
+             "images": int(sum(len(i) for i in tokens.image_uris)), "shard": shard, "shards": shards}
+    record = lineage.build_manifest(kind=KIND, step="lengths", inputs=inputs, parameters=params,
+                                    files={part: digest}, stats=stats)
+    storage.write_json_atomic(storage.join(args.output, layout.lengths_record(shard)), record)
+    throughput("lengths", len(rows), tokens.text_bytes, time.perf_counter() - started)
+    return {"stats": stats, "output": {"uri": storage.join(args.output, part), "digest": digest}}

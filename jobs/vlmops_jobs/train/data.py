@@ -1,4 +1,4 @@
-"""Packed-shard reader: PackedDataset WebDataset tars (docs/contracts.md) -> micro-batches.
+"""Training data: PackedDataset WebDataset tars (docs/contracts.md, read by `vlmops_jobs.pack.reader`) -> micro-batches.
 
 One packed sequence = one micro-batch (micro=1). Within it, every sub-sample keeps its own
 position ids (reset to 0) and attends only to itself (block-diagonal causal mask on CPU; on GPU
@@ -16,9 +16,7 @@ import json
 import math
 import os
 import queue
-import tarfile
 import threading
-from dataclasses import dataclass
 from typing import Any, Iterator
 
 import numpy as np
@@ -26,7 +24,8 @@ import torch
 
 from ..common import storage
 from ..common.result import JobError
-from ..pack.lengths import smart_resize  # the packer's rule, so token counts agree exactly
+from ..pack.reader import PackedShardReader
+from ..pack.token_lengths import smart_resize  # the packer's rule, so token counts agree exactly
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -146,71 +145,20 @@ def image_tiles(data: bytes, tokens: int | None, tile: int) -> tuple[torch.Tenso
 
 
 # ------------------------------------------------------------------------------------------
-# Shard index
+# Shards (read through the packing job's reader)
 # ------------------------------------------------------------------------------------------
-@dataclass
-class Entry:
-    shard: int
-    key: str
-    members: dict[str, tuple[int, int]]  # ext -> (offset, size)
+class PackedShards(PackedShardReader):
+    """The packed sequences of `--data`, plus what a resume checks and what the manifest records."""
 
-
-class PackedShards:
     def __init__(self, data_uri: str):
-        self.data_uri = data_uri.rstrip("/")
-        self.fs, base = storage.get_fs(self.data_uri)
-        pattern = base.rstrip("/") + "/shards/shard-*.tar"
-        try:
-            shards = sorted(self.fs.glob(pattern))
-        except FileNotFoundError:
-            shards = []
-        if not shards:
-            raise JobError(f"data {data_uri}: no shards under {self.data_uri}/shards/ (shard-*.tar)")
-        self.shards = shards
-        self.entries: list[Entry] = []
-        for si, p in enumerate(shards):
-            with self.fs.open(p, "rb") as f:
-                with tarfile.open(fileobj=f, mode="r:") as tf:
-                    cur: dict[str, dict[str, tuple[int, int]]] = {}
-                    order: list[str] = []
-                    for m in tf:
-                        if not m.isfile():
-                            continue
-                        name = m.name.rsplit("/", 1)[-1]
-                        key, _, ext = name.partition(".")
-                        if key not in cur:
-                            cur[key] = {}
-                            order.append(key)
-                        cur[key][ext] = (m.offset_data, m.size)
-            for k in order:
-                if "json" in cur[k]:
-                    self.entries.append(Entry(si, k, cur[k]))
-        if not self.entries:
-            raise JobError(f"data {data_uri}: shards hold no sequences")
-        self._handles: dict[int, Any] = {}
-        self._lock = threading.Lock()
-
-    def __len__(self) -> int:
-        return len(self.entries)
-
-    def read(self, i: int) -> dict[str, bytes]:
-        e = self.entries[i]
-        with self._lock:
-            f = self._handles.get(e.shard)
-            if f is None:
-                f = self._handles[e.shard] = self.fs.open(self.shards[e.shard], "rb")
-            out = {}
-            for ext, (off, size) in e.members.items():
-                f.seek(off)
-                out[ext] = f.read(size)
-        return out
+        super().__init__(data_uri, label="data")
+        self.data_uri = self.uri
 
     def identity(self) -> dict[str, Any]:
         """What a resume must find unchanged: the dataset's content digest (its manifest's, else one
         over the shard names and sizes) and its sequence length (capacity)."""
-        m = f"{self.data_uri}/manifest.json"
-        if storage.exists(m):
-            digest = storage.sha256_uri(m)
+        if storage.exists(self.manifest_uri):
+            digest = storage.sha256_uri(self.manifest_uri)
         else:
             import hashlib
 
@@ -218,13 +166,11 @@ class PackedShards:
             for p in self.shards:
                 h.update(f"{p.rsplit('/', 1)[-1]}:{self.fs.size(p)}\n".encode())
             digest = "sha256:" + h.hexdigest()
-        first = json.loads(self.read(0)["json"])
-        return {"digest": digest, "sequenceLength": first.get("capacity")}
+        return {"digest": digest, "sequenceLength": self.meta(0).get("capacity")}
 
     def digest_inputs(self) -> dict[str, Any]:
-        m = f"{self.data_uri}/manifest.json"
-        if storage.exists(m):
-            return {"uri": self.data_uri, "manifest": m, "digest": storage.sha256_uri(m)}
+        if storage.exists(self.manifest_uri):
+            return {"uri": self.data_uri, "manifest": self.manifest_uri, "digest": storage.sha256_uri(self.manifest_uri)}
         return {"uri": self.data_uri}
 
 
