@@ -12,10 +12,6 @@ def doc_to_visual(doc):
         return [im.convert("RGB")]
 
 
-def doc_to_text(doc, lmms_eval_specific_kwargs=None):
-    return f"{doc['question']}\nAnswer with one word."
-
-
 def _norm(s):
     return re.sub(r"\s+", " ", str(s).strip().lower()).strip(" .")
 
