@@ -18,7 +18,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [os.path.join(HERE, "..", "jobs"), os.path.join(HERE, "..", "operator"),
-                os.path.join(HERE, "..", "tests", "jobs")]
+                os.path.join(HERE, "..", "tests", "jobs")]  # tests/jobs/train/fixtures: `train.fixtures`
 
 
 def main() -> None:
@@ -30,7 +30,7 @@ def main() -> None:
 
     import torch
     import torch.distributed as dist
-    from train_fixtures.packed import make_packed_dataset
+    from train.fixtures.packed import make_packed_dataset
 
     from vlmops_jobs.train import cpu_compat
     from vlmops_jobs.train.data import ChatTokenizer, PackedShards, StepLoader

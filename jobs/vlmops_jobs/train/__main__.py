@@ -1,5 +1,4 @@
+from . import JOB
 
-from ..common.result import exit_now, run_main
-from .trainer import main
-
-exit_now(run_main(main))
+if __name__ == "__main__":
+    JOB.main()

@@ -30,11 +30,20 @@ from ..common import storage
 from ..common.result import JobError
 from . import cpu_compat
 
+# The checkpoint layout (docstring above): every name in it is spelled here and only here.
 LATEST = "latest"
+ITER_PREFIX = "iter_"
+TRAIN_STATE = "train_state.json"
+MODEL_JSON = "model.json"
+RNG_DIR = "rng"
 
 
 def iter_name(step: int) -> str:
-    return f"iter_{step:07d}"
+    return f"{ITER_PREFIX}{step:07d}"
+
+
+def rng_file(local: str, rank: int) -> str:
+    return os.path.join(local, RNG_DIR, f"rank_{rank:05d}.pt")
 
 
 def staging_root(uri: str) -> str:
@@ -49,19 +58,27 @@ def read_latest(uri: str) -> dict[str, Any] | None:
     return storage.read_json(p)
 
 
+def latest_iteration(uri: str) -> str | None:
+    """The iteration dir `latest` points to under a checkpoint prefix, if any."""
+    lt = read_latest(uri)
+    return storage.join(uri, lt["iteration"]) if lt else None
+
+
+def read_train_state(it_uri: str) -> dict[str, Any]:
+    return storage.read_json(storage.join(it_uri, TRAIN_STATE))
+
+
 def resolve(uri: str) -> tuple[str, dict[str, Any]]:
     """A checkpoint prefix (with `latest`) or one iteration dir -> (iteration URI, train_state)."""
     uri = uri.rstrip("/")
-    lt = read_latest(uri)
-    it = storage.join(uri, lt["iteration"]) if lt else uri
-    ts = storage.join(it, "train_state.json")
-    if not storage.exists(ts):
-        raise JobError(f"init-from {uri}: no checkpoint there (no `latest` and no train_state.json)")
-    return it, storage.read_json(ts)
+    it = latest_iteration(uri) or uri
+    if not storage.exists(storage.join(it, TRAIN_STATE)):
+        raise JobError(f"init-from {uri}: no checkpoint there (no `{LATEST}` and no {TRAIN_STATE})")
+    return it, read_train_state(it)
 
 
 def read_model_json(it_uri: str) -> dict[str, Any]:
-    return storage.read_json(storage.join(it_uri, "model.json"))
+    return storage.read_json(storage.join(it_uri, MODEL_JSON))
 
 
 def _barrier():
@@ -92,7 +109,7 @@ class Checkpointer:
         rank = dist.get_rank()
         if _local_rank() == 0:
             shutil.rmtree(local, ignore_errors=True)
-            os.makedirs(os.path.join(local, "rng"), exist_ok=True)
+            os.makedirs(os.path.join(local, RNG_DIR), exist_ok=True)
         if rank == 0:
             fs, p = storage.get_fs(remote)
             if fs.exists(p):  # a partial upload from a crashed attempt (never pointed to by `latest`)
@@ -104,11 +121,11 @@ class Checkpointer:
         state = optim.sharded_state(ddp, optimizer, loading=False)
         with cpu_compat.cuda_calls_on_cpu():
             dist_checkpointing.save(state, local)
-        torch.save({"layout": layout, **rng_states()}, os.path.join(local, "rng", f"rank_{rank:05d}.pt"))
+        torch.save({"layout": layout, **rng_states()}, rng_file(local, rank))
         if rank == 0:
-            with open(os.path.join(local, "train_state.json"), "w") as f:
+            with open(os.path.join(local, TRAIN_STATE), "w") as f:
                 json.dump(train_state, f, sort_keys=True)
-            with open(os.path.join(local, "model.json"), "w") as f:
+            with open(os.path.join(local, MODEL_JSON), "w") as f:
                 json.dump(model_json, f, sort_keys=True)
         _barrier()
         if _local_rank() == 0:  # one uploader per node; file names differ across nodes
@@ -136,7 +153,7 @@ class Checkpointer:
             names = sorted(x.rstrip("/").rsplit("/", 1)[-1] for x in fs.ls(p, detail=False))
         except FileNotFoundError:
             return
-        iters = [n for n in names if n.startswith("iter_") and n <= newest]
+        iters = [n for n in names if n.startswith(ITER_PREFIX) and n <= newest]
         for n in iters[: max(0, len(iters) - self.keep)]:
             fs.rm(p.rstrip("/") + "/" + n, recursive=True)
 
@@ -189,7 +206,7 @@ class Checkpointer:
     @staticmethod
     def load_rng(local: str, layout: dict[str, int]) -> bool:
         """This rank's RNG states when the checkpoint was written with the same layout."""
-        p = os.path.join(local, "rng", f"rank_{dist.get_rank():05d}.pt")
+        p = rng_file(local, dist.get_rank())
         ok = os.path.exists(p)
         saved = torch.load(p, map_location="cpu", weights_only=False) if ok else None
         ok = bool(saved) and saved.get("layout") == layout

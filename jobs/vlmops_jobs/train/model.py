@@ -165,7 +165,7 @@ def image_features(m, images: torch.Tensor) -> torch.Tensor:
 def select_cells(feats: torch.Tensor, grid: tuple[int, int, int, int]) -> torch.Tensor:
     """One image's tile features [th*tw, s*s, h] -> its gh x gw grid cells in raster order [gh*gw, h].
     Tiles pad the resized image up to whole tiles; the padding cells are dropped, so an image
-    feeds the LLM exactly the token count the packer planned (pack.lengths.image_tokens)."""
+    feeds the LLM exactly the token count the packer planned (pack.token_lengths.image_tokens)."""
     gh, gw, th, tw = grid
     n, cells, h = feats.shape
     s = int(round(cells ** 0.5))

@@ -10,6 +10,7 @@ whatever the DP size.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,20 @@ class OptimizerSettings:
     clip_grad: float
     bf16: bool
     distributed: bool
+
+
+def lr_at(step: int, args) -> float:
+    """LR used for the update that completes step `step + 1` (the job's schedule flags)."""
+    warm = int(round(args.warmup_fraction * args.train_iters))
+    if warm and step < warm:
+        return args.lr * (step + 1) / warm
+    if args.schedule == "constant":
+        return args.lr
+    frac = (step - warm) / max(1, args.train_iters - warm)
+    frac = min(max(frac, 0.0), 1.0)
+    if args.schedule == "linear":
+        return args.min_lr + (args.lr - args.min_lr) * (1 - frac)
+    return args.min_lr + (args.lr - args.min_lr) * 0.5 * (1 + math.cos(math.pi * frac))
 
 
 def wrap(model, settings: OptimizerSettings):

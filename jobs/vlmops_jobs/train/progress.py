@@ -4,6 +4,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from vlmops_contract.layouts.train import PROGRESS
+
 from ..common import storage
 
 GAUGES = {
@@ -62,4 +64,4 @@ class Progress:
         if self.checkpoint:
             doc["checkpoint"] = self.checkpoint
         doc["updatedAt"] = round(time.time(), 3)
-        storage.write_json_atomic(storage.join(self.output, "progress.json"), doc)
+        storage.write_json_atomic(storage.join(self.output, PROGRESS), doc)

@@ -43,7 +43,7 @@ def test_image_tokens_equal_the_packers_for_tiled_and_tiny_models(small, one_ran
 
     from PIL import Image
 
-    from vlmops_jobs.pack.lengths import image_tokens
+    from vlmops_jobs.pack.token_lengths import image_tokens
     from vlmops_jobs.train.data import block_causal_mask, build_microbatch
     from vlmops_jobs.train.model import Parallel, build_model, forward_step
     from vlmops_contract.model_shapes import PRESETS, Preset, VisionShape, padded_vocab
