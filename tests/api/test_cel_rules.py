@@ -166,7 +166,8 @@ def test_admission_accepts_exactly_what_the_trainer_accepts():
     import random
 
     from vlmops_jobs.common.result import JobError
-    from vlmops_jobs.train.trainer import parse_args, validate
+    from vlmops_jobs.train import JOB
+    from vlmops_jobs.train.trainer import validate
 
     rng = random.Random(7)
     base = _stage()
@@ -209,7 +210,7 @@ def test_admission_accepts_exactly_what_the_trainer_accepts():
         else:
             argv += ["--preset", spec["model"]["preset"]]
         try:
-            validate(parse_args(argv), spec["nodes"] * spec["gpusPerNode"])
+            validate(JOB.parser("trainer").parse_args(argv), spec["nodes"] * spec["gpusPerNode"])
             job_ok = True
         except JobError:
             job_ok = False

@@ -57,13 +57,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     a("--hf-export", default="auto", choices=["auto", "on", "off"], help="auto: when the preset has an HF form")
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    """The job's own parser (`JOB.parser`), for callers that hold a bare argument list."""
-    from . import JOB
-
-    return JOB.parser("trainer").parse_args(argv)
-
-
 @dataclass(frozen=True)
 class StartChecks:
     """What `validate` derives from the flags alone."""
