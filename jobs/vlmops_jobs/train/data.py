@@ -17,6 +17,7 @@ import math
 import os
 import queue
 import threading
+from dataclasses import dataclass
 from typing import Any, Iterator
 
 import numpy as np
@@ -177,98 +178,93 @@ class PackedShards(PackedShardReader):
 # ------------------------------------------------------------------------------------------
 # Micro-batches
 # ------------------------------------------------------------------------------------------
+@dataclass
+class _SubSample:
+    """One sample of a packed sequence, encoded: token ids (one id per <image>), targets, its images."""
+
+    index: int  # position in the packed sequence (its segment id)
+    ids: list[int]
+    targets: list[int]
+    tiles: list[torch.Tensor]
+    grids: list[tuple[int, int, int, int]]  # (gh, gw, th, tw) per image
+
+    @property
+    def length(self) -> int:
+        """Tokens once each <image> id is expanded to its grid's tokens."""
+        return len(self.ids) - len(self.grids) + sum(g[0] * g[1] for g in self.grids)
+
+
+
+def _encode_sample(index: int, sample: dict[str, Any], raw: dict[str, bytes], tok: ChatTokenizer, tile: int,
+                   sequence: Any) -> _SubSample:
+    convs = sample["conversations"]
+    if isinstance(convs, str):
+        convs = json.loads(convs)
+    ids, targets = tok.encode_conversation(convs)
+    n_img = sum(1 for t in ids if t == tok.image)
+    planned = list(sample.get("imageTokens") or [None] * n_img)
+    names = list(sample.get("images") or [])
+    if len(names) != n_img:
+        raise JobError(f"data sequence {sequence}: sample {sample.get('id')} has {n_img} <image> "
+                       f"tags but {len(names)} images")
+    tiles, grids = [], []
+    for j, name in enumerate(names):
+        data = raw.get(name)
+        if data is None:
+            raise JobError(f"data sequence {sequence}: missing image entry {name}")
+        t, g = image_tiles(data, planned[j] if j < len(planned) else None, tile)
+        tiles.append(t)
+        grids.append(g)
+    return _SubSample(index, ids, targets, tiles, grids)
+
+
 def build_microbatch(raw: dict[str, bytes], tok: ChatTokenizer, tile: int, max_len: int) -> dict[str, Any]:
     """One packed sequence -> model inputs. Each image contributes exactly its planned token count;
     a sub-sample that does not fit the model's max sequence length is left out and counted
     (`dropped_samples`), never silently."""
     meta = json.loads(raw["json"])
-    ids: list[int] = []
-    tgt: list[int] = []
-    tiles: list[torch.Tensor] = []
-    n_tiles: list[int] = []
-    pos: list[int] = []
-    seg: list[int] = []
-    grids: list[tuple[int, int, int, int]] = []
-    combined = 0
-    samples = 0
-    dropped = 0
-    for si, s in enumerate(meta["samples"]):
-        convs = s["conversations"]
-        if isinstance(convs, str):
-            convs = json.loads(convs)
-        sids, stgt = tok.encode_conversation(convs)
-        n_img = sum(1 for t in sids if t == tok.image)
-        itoks = list(s.get("imageTokens") or [None] * n_img)
-        imgs = list(s.get("images") or [])
-        if len(imgs) != n_img:
-            raise JobError(f"data sequence {meta.get('sequence')}: sample {s.get('id')} has {n_img} <image> "
-                           f"tags but {len(imgs)} images")
-        s_tiles, s_grids = [], []
-        for j, name in enumerate(imgs):
-            data = raw.get(name)
-            if data is None:
-                raise JobError(f"data sequence {meta.get('sequence')}: missing image entry {name}")
-            t, g = image_tiles(data, itoks[j] if j < len(itoks) else None, tile)
-            s_tiles.append(t)
-            s_grids.append(g)
-        s_len = len(sids) - n_img + sum(g[0] * g[1] for g in s_grids)
-        if combined + s_len > max_len:
+    kept: list[_SubSample] = []
+    combined = dropped = 0
+    for index, sample in enumerate(meta["samples"]):
+        sub = _encode_sample(index, sample, raw, tok, tile, meta.get("sequence"))
+        if combined + sub.length > max_len:
             dropped += 1
             continue
-        ids += sids
-        tgt += [0] + stgt[1:]  # the first token of a sub-sample is never a target
-        # positions/segments in the combined (image-expanded) space
-        p = 0
-        k = 0
-        for t in sids:
-            if t == tok.image:
-                n = s_grids[k][0] * s_grids[k][1]
-                k += 1
-            else:
-                n = 1
-            pos.extend(range(p, p + n))
-            seg.extend([si] * n)
-            p += n
-        for t, g in zip(s_tiles, s_grids):
-            tiles.append(t)
-            n_tiles.append(t.shape[0])
-            grids.append(g)
-        combined += s_len
-        samples += 1
-    if samples == 0:
+        kept.append(sub)
+        combined += sub.length
+    if not kept:
         raise JobError(f"data sequence {meta.get('sequence')}: no sub-sample fits the model's max sequence length "
                        f"{max_len} (the packed dataset's sequenceLength must not exceed it)")
-    T = len(ids)
-    ids_t = torch.tensor(ids, dtype=torch.long)
-    tgt_t = torch.tensor(tgt, dtype=torch.float32)
-    labels = torch.full((T,), 0, dtype=torch.long)
-    labels[:-1] = ids_t[1:]
+    return {**_model_inputs(kept, tok, tile), "samples": len(kept), "dropped_samples": dropped,
+            "sequence": meta.get("sequence")}
+
+
+def _model_inputs(kept: list[_SubSample], tok: ChatTokenizer, tile: int) -> dict[str, Any]:
+    """Tensors of the kept sub-samples, concatenated: labels are the next token, the loss counts
+    answer tokens only (never a sub-sample's first token nor an image position)."""
+    ids = torch.tensor([t for s in kept for t in s.ids], dtype=torch.long)
+    targets = torch.tensor([t for s in kept for t in [0] + s.targets[1:]], dtype=torch.float32)
+    labels = torch.zeros_like(ids)
+    labels[:-1] = ids[1:]
     labels[labels == tok.image] = 0
-    loss_mask = torch.zeros(T, dtype=torch.float32)
-    loss_mask[:-1] = tgt_t[1:]
-    loss_mask[ids_t == tok.image] = 0.0  # image positions never predict (the model masks them too)
-    seg_t = torch.tensor(seg, dtype=torch.long)
-    pos_t = torch.tensor(pos, dtype=torch.long)
-    S = combined
-    assert seg_t.numel() == S
-    if tiles:
-        images = torch.cat(tiles, 0)
-    else:
-        images = torch.zeros(0, 3, tile, tile)
+    loss_mask = torch.zeros(ids.numel(), dtype=torch.float32)
+    loss_mask[:-1] = targets[1:]
+    loss_mask[ids == tok.image] = 0.0  # image positions never predict (the model masks them too)
+    positions = torch.tensor([p for s in kept for p in range(s.length)], dtype=torch.long)  # restart per sample
+    segments = torch.tensor([s.index for s in kept for _ in range(s.length)], dtype=torch.long)
+    tiles = [t for s in kept for t in s.tiles]
+    grids = [g for s in kept for g in s.grids]
     return {
-        "input_ids": ids_t[None],
+        "input_ids": ids[None],
         "labels": labels[None],
         "loss_mask": loss_mask[None],
-        "images": images,
-        "num_image_tiles": torch.tensor(n_tiles, dtype=torch.int),
+        "images": torch.cat(tiles, 0) if tiles else torch.zeros(0, 3, tile, tile),
+        "num_image_tiles": torch.tensor([t.shape[0] for t in tiles], dtype=torch.int),
         "image_grids": torch.tensor(grids, dtype=torch.int).reshape(-1, 4),  # (gh, gw, th, tw) per image
-        "position_ids": pos_t,           # combined space, reset per sub-sample
-        "segment_ids": seg_t,            # combined space
-        "tokens": S,
+        "position_ids": positions,       # combined space, reset per sub-sample
+        "segment_ids": segments,         # combined space
+        "tokens": int(positions.numel()),
         "target_tokens": int(loss_mask.sum().item()),
-        "samples": samples,
-        "dropped_samples": dropped,
-        "sequence": meta.get("sequence"),
     }
 
 
