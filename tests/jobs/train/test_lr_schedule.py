@@ -5,11 +5,11 @@ import pytest
 
 pytest.importorskip("torch")
 
-from vlmops_jobs.train import optim, trainer  # noqa: E402
+from vlmops_jobs.train import JOB, optim  # noqa: E402
 
 
 def test_lr_warms_up_linearly_then_decays_by_cosine_to_min_lr():
-    a = trainer.parse_args(["--data", "x", "--tokenizer", "y", "--train-iters", "10",
+    a = JOB.parser("trainer").parse_args(["--data", "x", "--tokenizer", "y", "--train-iters", "10",
                             "--lr", "1e-3", "--min-lr", "1e-4", "--warmup-fraction", "0.2"])
     lrs = [optim.lr_at(s, a) for s in range(10)]
     assert lrs[0] == pytest.approx(5e-4) and lrs[1] == pytest.approx(1e-3)

@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 
 from vlmops_jobs.common.result import JobError
-from vlmops_jobs.train import trainer
+from vlmops_jobs.train import JOB, trainer
 
 REPO = Path(__file__).resolve().parents[3]
 
 
 def args(*extra):
-    return trainer.parse_args(["--data", "x", "--tokenizer", "y", "--train-iters", "10", *extra])
+    return JOB.parser("trainer").parse_args(["--data", "x", "--tokenizer", "y", "--train-iters", "10", *extra])
 
 
 @pytest.mark.parametrize("extra,world,msg", [

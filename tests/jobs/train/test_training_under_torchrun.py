@@ -258,7 +258,7 @@ def test_resume_tp1_checkpoint_with_tp2_continues_the_curve(tp_runs):
 
 def test_resume_is_refused_when_seed_batch_or_data_change(dataset, tmp_path, monkeypatch):
     from vlmops_jobs.common.result import JobError
-    from vlmops_jobs.train import trainer
+    from vlmops_jobs.train import JOB, trainer
 
     ck = f"file://{tmp_path}/ckpt"
     base = ["--data", dataset["uri"], "--tokenizer", dataset["tokenizer"], "--preset", "tiny", "--train-iters", "2",
@@ -274,6 +274,6 @@ def test_resume_is_refused_when_seed_batch_or_data_change(dataset, tmp_path, mon
     for extra, what in ((["--global-batch", "2", "--seed", "2"], "seed 1 -> 2"),
                         (["--global-batch", "4", "--seed", "1"], "batch.global 2 -> 4")):
         with pytest.raises(JobError, match=what):
-            trainer.run(trainer.parse_args([*base, *extra]))
+            trainer.run(JOB.parser("trainer").parse_args([*base, *extra]))
     with pytest.raises(JobError, match="the packed dataset"):
-        trainer.run(trainer.parse_args([base[0], other["uri"], *base[2:], "--global-batch", "2", "--seed", "1"]))
+        trainer.run(JOB.parser("trainer").parse_args([base[0], other["uri"], *base[2:], "--global-batch", "2", "--seed", "1"]))
