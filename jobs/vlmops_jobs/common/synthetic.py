@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -223,83 +224,105 @@ def make_samples(
     if not storage._is_object_store(fs):
         fs.makedirs(f"{root}/images", exist_ok=True)
 
-    ids: list[str] = []
-    images_col: list[list[str]] = []
-    conv_col: list[str] = []
-    sizes_col: list[list[list[int]]] = []
-    n_images = 0
     width = max(6, len(str(max(n - 1, 0))))
-    for i in range(n):
-        sid = f"{id_prefix}{i:0{width}d}"
-        u = rng.random()
-        k = 0 if u < text_only_fraction else (2 if u < text_only_fraction + two_image_fraction else 1)
-        rel: list[str] = []
-        sz: list[list[int]] = []
-        for j in range(k):
-            w, h = image_sizes[int(rng.integers(0, len(image_sizes)))]
-            data = _png(rng, int(w), int(h))
-            name = f"images/{sid}_{j}.png"
-            with fs.open(f"{root}/{name}", "wb") as f:
-                f.write(data)
-            rel.append(name)
-            sz.append([int(w), int(h)])
-        n_images += k
-        q = _QUESTIONS[int(rng.integers(0, len(_QUESTIONS)))] if k else _sentence(rng, int(rng.integers(5, 15))) + " Explain."
-        user = "".join("<image>\n" for _ in range(k)) + q
-        n_words = max(1, int(rng.lognormal(np.log(mean_answer_words), 0.6)))
-        answer = " ".join(_sentence(rng, max(1, n_words // 3)) for _ in range(3))
-        conv = [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]
-        ids.append(sid)
-        images_col.append(rel)
-        conv_col.append(json.dumps(conv, ensure_ascii=False))
-        sizes_col.append(sz)
-
+    ids = [f"{id_prefix}{i:0{width}d}" for i in range(n)]
+    shape = _SampleShape(image_sizes, text_only_fraction, two_image_fraction, mean_answer_words)
+    rows = [_write_sample(rng, fs, root, sid, shape) for sid in ids]
     cols: dict[str, Any] = {
         "id": pa.array(ids, pa.string()),
-        "images": pa.array(images_col, pa.list_(pa.string())),
-        "conversations": pa.array(conv_col, pa.string()),
+        "images": pa.array([r.images for r in rows], pa.list_(pa.string())),
+        "conversations": pa.array([r.conversation for r in rows], pa.string()),
     }
     concepts_uri = None
     sample_concepts = None
     if with_embeddings:
-        dim = int(with_embeddings)
-        crng = np.random.default_rng(seed + 1_000_003)
-        cent = crng.standard_normal((n_concepts, dim)).astype(np.float32)
-        cent /= np.linalg.norm(cent, axis=1, keepdims=True)
-        p = 1.0 / np.arange(1, n_concepts + 1, dtype=np.float64) ** zipf_s
-        p /= p.sum()
-        sc = crng.choice(n_concepts, size=n, p=p)
-        emb = cent[sc] + (embedding_noise / np.sqrt(dim)) * crng.standard_normal((n, dim)).astype(np.float32)
-        emb /= np.linalg.norm(emb, axis=1, keepdims=True)
-        emb = emb.astype(np.float32)
-        cols["embedding"] = pa.FixedSizeListArray.from_arrays(pa.array(emb.reshape(-1), pa.float32()), dim).cast(
-            pa.list_(pa.float32())
-        )
-        texts = [f"{_WORDS[c % len(_WORDS)]} {c}" for c in range(n_concepts)]
-        ctab = pa.table({
-            "text": pa.array(texts, pa.string()),
-            "embedding": pa.FixedSizeListArray.from_arrays(pa.array(cent.reshape(-1), pa.float32()), dim).cast(
-                pa.list_(pa.float32())
-            ),
-        })
+        concepts = _concept_embeddings(n, int(with_embeddings), seed, n_concepts, zipf_s, embedding_noise)
+        cols["embedding"] = _vectors(concepts.samples)
         concepts_uri = _join_like(dir, "concepts.parquet")
         with fs.open(f"{root}/concepts.parquet", "wb") as f:
-            pq.write_table(ctab, f)
-        sample_concepts = [int(c) for c in sc]
+            pq.write_table(pa.table({"text": pa.array(concepts.texts, pa.string()),
+                                     "embedding": _vectors(concepts.centroids)}), f)
+        sample_concepts = [int(c) for c in concepts.of_sample]
 
-    table = pa.table(cols)
     with fs.open(f"{root}/samples.parquet", "wb") as f:
-        pq.write_table(table, f)
+        pq.write_table(pa.table(cols), f)
     return {
         "dir": dir,
         "samples": _join_like(dir, "samples.parquet"),
         "concepts": concepts_uri,
         "n": n,
-        "images": n_images,
+        "images": sum(len(r.images) for r in rows),
         "ids": ids,
         "sample_concepts": sample_concepts,
-        "image_sizes": sizes_col,
+        "image_sizes": [r.sizes for r in rows],
     }
+
+
+@dataclass(frozen=True)
+class _SampleShape:
+    image_sizes: Sequence[tuple[int, int]]
+    text_only_fraction: float
+    two_image_fraction: float
+    mean_answer_words: float
+
+
+@dataclass(frozen=True)
+class _Sample:
+    images: list[str]         # relative to the parquet's directory
+    conversation: str         # JSON
+    sizes: list[list[int]]    # [w, h] per image
+
+
+def _write_sample(rng: np.random.Generator, fs: Any, root: str, sid: str, shape: _SampleShape) -> _Sample:
+    """One sample: 0, 1 or 2 images (written as PNGs), a question and a log-normal length answer."""
+    u = rng.random()
+    k = 0 if u < shape.text_only_fraction else (2 if u < shape.text_only_fraction + shape.two_image_fraction else 1)
+    images: list[str] = []
+    sizes: list[list[int]] = []
+    for j in range(k):
+        w, h = shape.image_sizes[int(rng.integers(0, len(shape.image_sizes)))]
+        data = _png(rng, int(w), int(h))
+        name = f"images/{sid}_{j}.png"
+        with fs.open(f"{root}/{name}", "wb") as f:
+            f.write(data)
+        images.append(name)
+        sizes.append([int(w), int(h)])
+    q = _QUESTIONS[int(rng.integers(0, len(_QUESTIONS)))] if k else _sentence(rng, int(rng.integers(5, 15))) + " Explain."
+    user = "".join("<image>\n" for _ in range(k)) + q
+    n_words = max(1, int(rng.lognormal(np.log(shape.mean_answer_words), 0.6)))
+    answer = " ".join(_sentence(rng, max(1, n_words // 3)) for _ in range(3))
+    conv = [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]
+    return _Sample(images, json.dumps(conv, ensure_ascii=False), sizes)
+
+
+@dataclass(frozen=True)
+class _Concepts:
+    texts: list[str]
+    centroids: np.ndarray   # (concepts, dim) unit vectors
+    of_sample: np.ndarray   # concept index per sample, Zipf-distributed
+    samples: np.ndarray     # (n, dim) unit vectors around their concept's centroid
+
+
+def _concept_embeddings(n: int, dim: int, seed: int, n_concepts: int, zipf_s: float, noise: float) -> _Concepts:
+    crng = np.random.default_rng(seed + 1_000_003)
+    cent = crng.standard_normal((n_concepts, dim)).astype(np.float32)
+    cent /= np.linalg.norm(cent, axis=1, keepdims=True)
+    p = 1.0 / np.arange(1, n_concepts + 1, dtype=np.float64) ** zipf_s
+    p /= p.sum()
+    sc = crng.choice(n_concepts, size=n, p=p)
+    emb = cent[sc] + (noise / np.sqrt(dim)) * crng.standard_normal((n, dim)).astype(np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    texts = [f"{_WORDS[c % len(_WORDS)]} {c}" for c in range(n_concepts)]
+    return _Concepts(texts, cent, sc, emb.astype(np.float32))
+
+
+def _vectors(matrix: np.ndarray):
+    """A float32 matrix as a parquet list<float32> column."""
+    import pyarrow as pa
+
+    dim = matrix.shape[1]
+    return pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1), pa.float32()), dim).cast(
+        pa.list_(pa.float32()))
 
 
 def _join_like(dir: str, name: str) -> str:
