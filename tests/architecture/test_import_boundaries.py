@@ -175,3 +175,21 @@ def test_the_cluster_client_the_local_store_and_the_test_fake_all_implement_kube
         for name, sig in calls.items():
             have = inspect.signature(getattr(impl, name))
             assert list(have.parameters) == list(sig.parameters), f"{impl.__name__}.{name}{have} != {sig}"
+
+
+def test_the_operator_runs_with_the_contract_package_and_no_job_code(tmp_path):
+    """What the operator image holds (operator/ + jobs/vlmops_contract/): every operator module
+    imports, and `vlmops render` works."""
+    import shutil
+    import subprocess
+
+    shutil.copytree(PACKAGES["vlmops_contract"], tmp_path / "vlmops_contract")
+    env = {"PYTHONPATH": f"{ROOT / 'operator'}:{tmp_path}", "PATH": "/usr/bin:/bin"}
+    modules = [n for n in MODULES if n.split(".")[0] == "vlmops" and not n.endswith("__main__")]
+    code = f"import importlib\nfor m in {modules!r}: importlib.import_module(m)\n" \
+           "import importlib.util; assert importlib.util.find_spec('vlmops_jobs') is None"
+    r = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = subprocess.run([sys.executable, "-m", "vlmops", "render", "-f", str(ROOT / "examples" / "llava-ov-1.5")],
+                       env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0 and "PyTorchJob" in r.stdout, r.stderr[-2000:]

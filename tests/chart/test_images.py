@@ -200,3 +200,9 @@ def test_pins_pin_everything(extra, exclude, tmp_path):
         assert "megatron-core==" in (tmp_path / "requirements.txt").read_text()
     else:
         assert "numpy==" in cons
+
+
+def test_the_operator_image_carries_the_contract_package_but_no_job_code():
+    copied = [rest.split()[0] for op, rest in instructions("operator") if op == "COPY" and not rest.startswith("--")]
+    assert "jobs/vlmops_contract/" in copied
+    assert not [src for src in copied if src.startswith("jobs") and src != "jobs/vlmops_contract/"]
