@@ -22,10 +22,9 @@ PLAN_STATS_PNG = "plan/stats.png"
 SHARDS_DIR = "shards"
 SHARD_TAR_GLOB = "shard-*.tar"  # the tars under SHARDS_DIR, for readers that list them
 
-ENERGON_DATASET = ".nv-meta/dataset.yaml"
-ENERGON_SPLIT = ".nv-meta/split.yaml"
-ENERGON_INFO_YAML = ".nv-meta/.info.yaml"
-ENERGON_INFO_JSON = ".nv-meta/.info.json"
+ENERGON_DIR = ".nv-meta"  # Megatron-Energon's dataset metadata, next to the shards
+ENERGON_DATASET, ENERGON_SPLIT, ENERGON_INFO_YAML, ENERGON_INFO_JSON = (
+    f"{ENERGON_DIR}/{name}" for name in ("dataset.yaml", "split.yaml", ".info.yaml", ".info.json"))
 
 # Inside a tar: one entry per sequence, key `sequence_key(q)`, members `json` and `img<j>.<ext>`.
 SEQUENCE_JSON = "json"
