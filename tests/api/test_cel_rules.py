@@ -63,7 +63,7 @@ def _kind(kind):
     return next(with_defaults(o) for o in _examples() if o["kind"] == kind)
 
 
-def test_examples_pass_both():
+def test_every_example_passes_both_cel_and_pydantic():
     for obj in _examples():
         spec = with_defaults(obj)["spec"]
         assert cel_failures(obj["kind"], spec) == [] == pydantic_failures(obj["kind"], spec)

@@ -19,7 +19,7 @@ def test_committed_crds_match_the_api_types():
         assert on_disk[name] == text, f"crds/{name} drifted from the API types: run `vlmops crds`"
 
 
-def test_generation_is_deterministic():
+def test_crd_generation_gives_the_same_files_every_time():
     assert render_all() == render_all()
 
 
@@ -33,7 +33,7 @@ def _walk(node, path="$"):
         yield from _walk(node["additionalProperties"], f"{path}{{}}")
 
 
-def test_schemas_are_structural():
+def test_every_crd_schema_is_structural():
     for text in render_all().values():
         crd = yaml.safe_load(text)
         schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
@@ -45,7 +45,7 @@ def test_schemas_are_structural():
                 assert isinstance(node["exclusiveMinimum"], bool)
 
 
-def test_names_columns_and_subresources():
+def test_each_crd_has_its_names_printer_columns_and_status_subresource():
     for kind in KINDS.values():
         crd = yaml.safe_load(render_all()[f"vlmops.dev_{kind.plural}.yaml"])
         names = crd["spec"]["names"]

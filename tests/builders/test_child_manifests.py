@@ -32,7 +32,7 @@ def _children(recipe):
             yield obj, step
 
 
-def test_recipe_children_validate_strictly(recipe):
+def test_every_child_of_the_recipe_validates_strictly(recipe):
     kinds = []
     for obj, step in _children(recipe):
         m = step.manifest
@@ -80,7 +80,7 @@ def _validate_pytorchjob(m):
         assert c["command"][:1] == ["torchrun"] and "vlmops_jobs.train" in c["command"]
 
 
-def test_pytorchjob_shape(recipe):
+def test_a_stage_becomes_one_pytorchjob_with_master_and_workers(recipe):
     objs, ready = _pipeline(recipe)
     stage = objs[("VLMTrainingStage", "stage-1-5-mid-training")]
     (step,) = build(stage, ready).steps
@@ -168,7 +168,7 @@ def test_pod_overrides_and_defaults_merge(recipe):
 
 
 @pytest.mark.parametrize("kind", ["BalancedCorpus", "PackedDataset", "VLMTrainingStage", "EvalSuite"])
-def test_same_generation_same_manifests(recipe, kind):
+def test_the_same_generation_always_builds_the_same_manifests(recipe, kind):
     objs, ready = _pipeline(recipe)
     obj = next(o for k, o in objs.items() if k[0] == kind)
     a = [s.manifest for s in build(obj, ready).steps]

@@ -67,7 +67,7 @@ def test_builder_command_parses_with_the_job(name):
     assert ns is not None
 
 
-def test_training_arguments_survive_parsing():
+def test_training_arguments_survive_the_jobs_parser():
     from vlmops_contract.model_shapes import preset_from_model_json
     cmd = CASES["explicit/train"]
     ns = _parse(cmd)

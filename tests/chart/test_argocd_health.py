@@ -66,7 +66,7 @@ def test_no_status_yet_is_progressing(kind):
     ("Failed", "JobFailed", "BackoffLimitExceeded: pod exited 1", "Degraded"),
     ("Invalid", "InvalidSpec", "spec.parallelism: world size 6 not divisible by tensor*pipeline 4", "Degraded"),
 ])
-def test_operator_states(kind, state, reason, message, want):
+def test_argocd_health_follows_the_operators_states(kind, state, reason, message, want):
     got = health(kind, cr(kind, operator_status(kind, state, reason, message)))
     assert got["status"] == want, got
     assert message in got["message"]

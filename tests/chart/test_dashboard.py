@@ -48,7 +48,7 @@ def allowed(name: str) -> bool:
     return False
 
 
-def test_extractor():
+def test_metric_names_are_extracted_from_promql():
     assert metric_names('sum by (controller) (rate(vlmops_reconcile_total{result="error"}[5m])) > 0') == \
         {"vlmops_reconcile_total"}
     assert metric_names("histogram_quantile(0.99, sum by (le) (rate(x_bucket[$__rate_interval])))") == {"x_bucket"}

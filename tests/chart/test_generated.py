@@ -10,7 +10,7 @@ from chart_helpers import CHART, ROOT
 
 
 @pytest.mark.parametrize("script", ["sync_crds.py", "build_dashboard.py"])
-def test_generated_files_are_fresh(script):
+def test_generated_chart_files_are_fresh(script):
     r = subprocess.run([sys.executable, str(ROOT / "charts" / script), "--check"], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
 

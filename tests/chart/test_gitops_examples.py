@@ -74,7 +74,7 @@ def test_argocd_applications_point_at_chart_and_pipeline():
     assert "SkipDryRunOnMissingResource=true" in pipeline["spec"]["syncPolicy"]["syncOptions"]
 
 
-def test_argocd_cm_is_generated():
+def test_the_argocd_health_configmap_is_generated():
     import subprocess
     import sys
 

@@ -61,7 +61,7 @@ ALL = ["operator", "data", "train", "eval"]
 
 
 @pytest.mark.parametrize("name", ALL)
-def test_hadolint_like_rules(name):
+def test_dockerfiles_follow_hadolint_rules(name):
     ins = instructions(name)
     args = arg_defaults(ins)
     stages = set()
@@ -98,7 +98,7 @@ def test_hadolint_like_rules(name):
 
 
 @pytest.mark.parametrize("name", ALL)
-def test_copy_sources_exist(name):
+def test_every_copy_source_exists(name):
     for op, rest in instructions(name):
         if op != "COPY" or rest.startswith("--from"):
             continue
@@ -146,7 +146,7 @@ def test_chart_default_images_are_the_built_images(default_objs):
     assert op_user.split(":")[0] == str(dep["spec"]["template"]["spec"]["securityContext"]["runAsUser"])
 
 
-def test_operator_entrypoint_exists():
+def test_the_operator_image_entrypoint_exists():
     ins = instructions("operator")
     (entry,) = [r for op, r in ins if op == "ENTRYPOINT"]
     (script,) = eval(entry)  # JSON list literal
@@ -184,7 +184,7 @@ def test_every_job_module_exists_and_has_an_image():
 
 
 @pytest.mark.parametrize("extra, exclude", [("data", ""), ("eval", ""), ("train", "torch,torchvision,triton,nvidia-*")])
-def test_pins_pin_everything(extra, exclude, tmp_path):
+def test_image_pins_pin_every_package(extra, exclude, tmp_path):
     r = subprocess.run([sys.executable, str(IMAGES / "pins.py"), "--extra", extra, "--exclude", exclude,
                         "--out", str(tmp_path)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr

@@ -108,7 +108,7 @@ def test_namespaced_mode_covers_every_call_in_each_namespace_only(helm):
             assert not allows(bound_rules(objs, sa, ns, "kube-system"), group, resource, verb)
 
 
-def test_least_privilege(default_objs):
+def test_rbac_grants_least_privilege(default_objs):
     """No wildcards, no Secrets, no deletes, nothing beyond what the operator uses."""
     sa, ns = _sa(default_objs)
     rules = bound_rules(default_objs, sa, ns, None)
@@ -126,14 +126,14 @@ def test_least_privilege(default_objs):
                    for (_, _, v) in granted)
 
 
-def test_rbac_can_be_disabled(helm):
+def test_rbac_can_be_turned_off(helm):
     objs = helm.render({"rbac": {"create": False, "aggregateToDefaultRoles": False},
                         "serviceAccount": {"create": False, "name": "existing-sa"}})
     assert not find(objs, "ClusterRole") and not find(objs, "Role") and not find(objs, "ServiceAccount")
     assert one(objs, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "existing-sa"
 
 
-def test_aggregated_user_roles(default_objs):
+def test_user_roles_aggregate_into_the_builtin_ones(default_objs):
     edit = one(default_objs, "ClusterRole", "vlmops-edit")
     view = one(default_objs, "ClusterRole", "vlmops-view")
     assert edit["metadata"]["labels"]["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"

@@ -13,7 +13,7 @@ BUILTIN_GROUPS = {"v1", "apps/v1", "rbac.authorization.k8s.io/v1", "apiextension
 K8S_VERSION = "1.31"
 
 
-def test_lint_passes(helm):
+def test_helm_lint_passes_on_the_chart(helm):
     result = helm.lint()
     assert result["TotalChartsLinted"] == 1
     # helm-sdkpy returns lint texts empty offline: only severities are meaningful. 1 = INFO
@@ -24,7 +24,7 @@ def test_lint_passes(helm):
 
 
 @pytest.mark.parametrize("case", ["default", "all_on", "namespaced"])
-def test_builtin_objects_validate_strict(helm, case):
+def test_rendered_builtin_objects_validate_strictly(helm, case):
     import kubernetes_validate
 
     values = {"default": {}, "all_on": ALL_ON,
@@ -38,7 +38,7 @@ def test_builtin_objects_validate_strict(helm, case):
     assert checked >= 8
 
 
-def test_default_render_inventory(default_objs):
+def test_the_default_render_holds_exactly_the_expected_objects(default_objs):
     kinds = sorted((o["kind"], o["metadata"]["name"]) for o in default_objs)
     assert kinds == sorted([
         ("ServiceAccount", "vlmops"), ("ConfigMap", "vlmops-config"), ("Deployment", "vlmops"),
@@ -54,7 +54,7 @@ def test_default_render_inventory(default_objs):
     assert not find(default_objs, "ServiceMonitor") and not find(default_objs, "PrometheusRule")
 
 
-def test_deployment_is_hardened(default_objs):
+def test_the_operator_deployment_is_hardened(default_objs):
     d = one(default_objs, "Deployment")
     spec = d["spec"]
     assert spec["replicas"] == 1 and spec["strategy"] == {"type": "Recreate"}
@@ -130,7 +130,7 @@ def test_default_config_matches_builder_defaults(default_objs, tmp_path):
     assert cfg["storage"] is None and cfg["jobServiceAccount"] is None and cfg["storagePrefix"] is None
 
 
-def test_job_image_overrides(helm):
+def test_job_images_follow_the_registry_tag_and_per_image_values(helm):
     objs = helm.render({"jobs": {"images": {"registry": "registry.local/ml/", "tag": "0.2.0",
                                             "eval": "registry.local/ml/eval@sha256:" + "a" * 64}}})
     cfg = yaml.safe_load(one(objs, "ConfigMap", "vlmops-config")["data"]["config.yaml"])
@@ -145,7 +145,7 @@ def test_config_change_rolls_the_operator(helm, default_objs):
     assert b["spec"]["template"]["metadata"]["annotations"]["checksum/config"] != a
 
 
-def test_chart_versions_match_project():
+def test_chart_versions_match_the_project_version():
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     pyproject = (ROOT / "pyproject.toml").read_text()
     version = re.search(r'^version = "([^"]+)"', pyproject, re.M).group(1)
@@ -193,7 +193,7 @@ def test_service_and_servicemonitor_select_the_operator(all_objs):
     assert svc["metadata"]["labels"][sm["spec"]["jobLabel"]] == "vlmops"
 
 
-def test_podmonitor_targets_training_pods(helm, all_objs):
+def test_the_podmonitor_targets_training_pods(helm, all_objs):
     pm = one(all_objs, "PodMonitor")
     assert pm["spec"]["selector"]["matchLabels"] == {
         "app.kubernetes.io/managed-by": "vlmops", "vlmops.dev/kind": "VLMTrainingStage", "vlmops.dev/step": "train"}
@@ -207,7 +207,7 @@ def test_podmonitor_targets_training_pods(helm, all_objs):
     assert ns["spec"]["namespaceSelector"] == {"matchNames": ["ml-a"]}
 
 
-def test_prometheusrule_structure(all_objs):
+def test_the_prometheusrule_alerts_have_runbooks_and_known_metrics(all_objs):
     rule = one(all_objs, "PrometheusRule")
     assert rule["metadata"]["labels"]["release"] == "kube-prometheus-stack"
     alerts = [r for g in rule["spec"]["groups"] for r in g["rules"]]
@@ -223,7 +223,7 @@ def test_prometheusrule_structure(all_objs):
         assert a["annotations"]["runbook_url"].endswith("#" + a["alert"].lower())
 
 
-def test_dashboard_configmap(all_objs):
+def test_the_dashboard_is_shipped_as_a_configmap(all_objs):
     cm = one(all_objs, "ConfigMap", "vlmops-dashboard")
     assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
     shipped = json.loads((CHART / "dashboards" / "vlmops.json").read_text())
@@ -260,6 +260,6 @@ def test_values_yaml_is_valid_against_schema():
     jsonschema.validate(yaml.safe_load((CHART / "values.yaml").read_text()), schema)
 
 
-def test_servicemonitor_needs_service(helm):
+def test_the_servicemonitor_comes_with_its_service(helm):
     with pytest.raises(RenderError, match="needs monitoring.service.enabled=true"):
         helm.render({"monitoring": {"service": {"enabled": False}, "serviceMonitor": {"enabled": True}}})

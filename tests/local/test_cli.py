@@ -28,7 +28,7 @@ def test_crds_check_fails_on_drift(tmp_path):
     assert r.returncode == 1 and "packeddatasets" in r.stderr
 
 
-def test_validate_recipe_ok():
+def test_validate_accepts_the_recipe():
     r = vlmops("validate", "-f", "examples/llava-ov-1.5/")
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.count("ok ") == 8
@@ -68,7 +68,7 @@ def test_validate_cross_field_rules_after_schema_passes(tmp_path):
     assert "spec.parallelism.tensor: must divide the model's attention heads" in r.stdout
 
 
-def test_validate_unreadable_input(tmp_path):
+def test_validate_reports_unreadable_input(tmp_path):
     f = tmp_path / "x.yaml"
     f.write_text("a: [unclosed")
     r = vlmops("validate", "-f", str(f))

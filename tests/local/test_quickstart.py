@@ -70,7 +70,7 @@ def test_bad_spec_stops_before_anything_starts(tmp_path):
     assert not list((tmp_path / "wd" / "state" / "crs").glob("*.json"))
 
 
-def test_unknown_reference_is_reported(tmp_path):
+def test_an_unknown_reference_is_reported(tmp_path):
     docs = list(yaml.safe_load_all((QS / "pipeline.yaml").read_text()))
     bad = tmp_path / "bad.yaml"
     bad.write_text(yaml.safe_dump_all(docs[2:3]))  # a stage without its PackedDataset

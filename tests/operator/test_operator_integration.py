@@ -209,7 +209,7 @@ def test_restart_mid_pipeline_creates_no_duplicates(pipeline, emulator):
         assert ref["uid"] == c.get(kind, name)["metadata"]["uid"]
 
 
-def test_metrics_over_http(pipeline, operator):
+def test_operator_metrics_are_served_over_http(pipeline, operator):
     text = operator.metrics()
 
     def value(pattern: str) -> float:

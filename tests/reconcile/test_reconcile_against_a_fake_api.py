@@ -112,7 +112,7 @@ def test_child_deleted_after_success_is_not_run_again():
     assert [c["phase"] for c in st["children"]][:1] == ["Succeeded"]
 
 
-def test_orphaned_child_is_adopted():
+def test_an_orphaned_child_is_adopted():
     kube = FakeKube([_pds()])
     _run(kube)
     kube.children["llava-558k-8k-lengths-g1"]["metadata"].pop("ownerReferences")
@@ -134,7 +134,7 @@ def test_existing_child_from_another_operator_is_not_recreated():
     assert not [w for w in other.writes if w[0] == "create"]
 
 
-def test_create_child_absorbs_409():
+def test_creating_an_existing_child_absorbs_the_409():
     """Create-if-absent: the emulator returns 409 too, but a create/create race needs two writers."""
     existing = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "j", "namespace": "ns", "uid": "u1"}}
 
@@ -176,7 +176,7 @@ def test_status_patch_conflict_propagates_for_retry():
     (["Created"], "Pending"),
     ([], "Pending"),
 ])
-def test_pytorchjob_phase_precedence(true, phase):
+def test_a_pytorchjobs_most_decisive_condition_sets_its_phase(true, phase):
     conds = [{"type": t, "status": "True", "reason": t} for t in true] + [{"type": "Succeeded", "status": "False"}]
     assert childstate.state({"kind": "PyTorchJob", "status": {"conditions": conds}}).phase == phase
 
@@ -189,7 +189,7 @@ def test_pytorchjob_phase_precedence(true, phase):
     ([("Complete", "False")], {"active": 2}, "Running"),
     ([], {}, "Pending"),
 ])
-def test_job_state(conds, status, phase):
+def test_a_jobs_conditions_set_its_phase(conds, status, phase):
     st = dict(status, conditions=[{"type": t, "status": s} for t, s in conds])
     assert childstate.state({"kind": "Job", "spec": {"completions": 4}, "status": st}).phase == phase
 
