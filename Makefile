@@ -20,9 +20,10 @@ quickstart: venv-ok
 	$(PY) examples/quickstart/generate.py --out $(WORKDIR)/storage/quickstart/data
 	$(PY) -m vlmops run -f examples/quickstart/ --workdir $(WORKDIR)
 
-crds:  # regenerate crds/ from the API types and the chart's copy from crds/
+crds:  # regenerate crds/ from the API types, then what is derived from them (chart copy, Chart.yaml, Argo CD health)
 	$(PY) -m vlmops crds
 	$(PY) charts/sync_crds.py
+	$(PY) charts/sync_argocd.py
 
 render:
 	$(PY) -m vlmops render -f examples/llava-ov-1.5/

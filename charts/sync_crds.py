@@ -1,4 +1,5 @@
-"""Copies the generated CRDs (crds/*.yaml, from `python -m vlmops crds`) into the chart.
+"""Copies the generated CRDs (crds/*.yaml, from `python -m vlmops crds`) into the chart, and lists their
+kinds in Chart.yaml's `artifacthub.io/crds` annotation (the last annotation, written from the CRDs).
 
 The chart's templates/crds.yaml renders every charts/vlmops/files/crds/*.yaml (adding Helm labels and
 `helm.sh/resource-policy: keep`) when `crds.install` is true. The copies are byte-identical, so
@@ -14,19 +15,35 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 SRC = ROOT / "crds"
 DST = ROOT / "charts" / "vlmops" / "files" / "crds"
+CHART = ROOT / "charts" / "vlmops" / "Chart.yaml"
+CRDS_ANNOTATION = "  artifacthub.io/crds: |\n"
+
+
+def chart_yaml() -> str:
+    """Chart.yaml with `artifacthub.io/crds` listing the kinds of crds/ (alphabetical)."""
+    import yaml
+
+    crds = [yaml.safe_load(p.read_text()) for p in sorted(SRC.glob("*.yaml"))]
+    kinds = sorted((c["spec"]["names"]["kind"], c["spec"]["versions"][0]["name"]) for c in crds)
+    text = CHART.read_text()
+    head = text[: text.index(CRDS_ANNOTATION) + len(CRDS_ANNOTATION)]
+    return head + "".join(f"    - kind: {k}\n      version: {v}\n" for k, v in kinds)
 
 
 def diff() -> list[str]:
-    """Names that differ between crds/ and the chart copy (missing, extra or changed)."""
+    """Names that differ between crds/ and the chart copy (missing, extra or changed), and Chart.yaml."""
     src = {p.name: p.read_bytes() for p in sorted(SRC.glob("*.yaml"))}
     dst = {p.name: p.read_bytes() for p in sorted(DST.glob("*.yaml"))} if DST.exists() else {}
-    return sorted(n for n in set(src) | set(dst) if src.get(n) != dst.get(n))
+    changed = sorted(n for n in set(src) | set(dst) if src.get(n) != dst.get(n))
+    return changed + (["Chart.yaml"] if CHART.read_text() != chart_yaml() else [])
 
 
 def sync() -> list[str]:
     changed = diff()
     DST.mkdir(parents=True, exist_ok=True)
-    for name in changed:
+    if "Chart.yaml" in changed:
+        CHART.write_text(chart_yaml())
+    for name in (n for n in changed if n != "Chart.yaml"):
         src, dst = SRC / name, DST / name
         if src.exists():
             dst.write_bytes(src.read_bytes())

@@ -99,6 +99,8 @@ def _convert(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+DONE_CONDITION_ANNOTATION = f"{GROUP}/done-condition"
+
 def crd(kind: KindAPI) -> dict[str, Any]:
     spec = structural_schema(kind.spec)
     status = structural_schema(kind.status)
@@ -106,7 +108,9 @@ def crd(kind: KindAPI) -> dict[str, Any]:
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{kind.plural}.{GROUP}", "labels": {"app.kubernetes.io/part-of": "vlmops"}},
+        "metadata": {"name": f"{kind.plural}.{GROUP}", "labels": {"app.kubernetes.io/part-of": "vlmops"},
+                     # which condition means done (Ready or Succeeded), for health checks (Argo CD)
+                     "annotations": {DONE_CONDITION_ANNOTATION: kind.done_condition}},
         "spec": {
             "group": GROUP,
             "scope": "Namespaced",

@@ -71,22 +71,32 @@ app.kubernetes.io/part-of: vlmops
 {{- end -}}
 {{- end -}}
 
-{{/* The four plurals of vlmops.dev. */}}
+{{/* The plurals of vlmops.dev (a JSON list), read from the chart's CRDs: a new kind needs no edit here. */}}
 {{- define "vlmops.plurals" -}}
-- balancedcorpora
-- packeddatasets
-- vlmtrainingstages
-- evalsuites
+{{- $plurals := list -}}
+{{- range $path, $_ := .Files.Glob "files/crds/*.yaml" -}}
+{{- $plurals = append $plurals ($.Files.Get $path | fromYaml).spec.names.plural -}}
+{{- end -}}
+{{- toJson $plurals -}}
+{{- end -}}
+
+{{/* Their status subresources (a JSON list). */}}
+{{- define "vlmops.statusPlurals" -}}
+{{- $out := list -}}
+{{- range (include "vlmops.plurals" . | fromJsonArray) -}}
+{{- $out = append $out (printf "%s/status" .) -}}
+{{- end -}}
+{{- toJson $out -}}
 {{- end -}}
 
 {{/* Namespaced rules the operator needs (used by the ClusterRole or each Role). Keep in sync
      with tests/chart/test_rbac.py REQUIRED_PERMISSIONS (operator/vlmops/kube.py + kopf). */}}
 {{- define "vlmops.namespacedRules" -}}
 - apiGroups: ["vlmops.dev"]
-  resources: ["balancedcorpora", "packeddatasets", "vlmtrainingstages", "evalsuites"]
+  resources: {{ include "vlmops.plurals" . }}
   verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["vlmops.dev"]
-  resources: ["balancedcorpora/status", "packeddatasets/status", "vlmtrainingstages/status", "evalsuites/status"]
+  resources: {{ include "vlmops.statusPlurals" . }}
   verbs: ["get", "patch"]
 - apiGroups: ["batch"]
   resources: ["jobs"]
