@@ -2,4 +2,3 @@
 
 __version__ = "0.1.0"
 
-from vlmops_contract.api import API_VERSION, GROUP, VERSION  # noqa: F401  (vlmops.GROUP etc.)
