@@ -101,7 +101,8 @@ def _cmd_operator(args: argparse.Namespace) -> int:
     from .operator_main import run
 
     run(args.namespace or [], args.all_namespaces, args.metrics_port, args.health_port, args.config,
-        args.watch_timeout)
+        args.watch_timeout, resync_interval=args.resync_interval, api_timeout=args.api_timeout,
+        stall_after=args.stall_after)
     return 0
 
 
@@ -141,6 +142,11 @@ def main(argv: list[str] | None = None) -> int:
     o.add_argument("--health-port", type=int, default=8080)
     o.add_argument("--config", default="/etc/vlmops/config.yaml")
     o.add_argument("--watch-timeout", type=float, default=None, help=argparse.SUPPRESS)
+    o.add_argument("--resync-interval", type=float, default=60.0,
+                   help="seconds between reconciles of every CR that is not done (no writes when unchanged)")
+    o.add_argument("--api-timeout", type=float, default=30.0, help="seconds before any API call is abandoned")
+    o.add_argument("--stall-after", type=float, default=300.0,
+                   help="/healthz fails when reconciles wait and none finished for this many seconds")
     o.set_defaults(fn=_cmd_operator)
 
     e = sub.add_parser("eval", help="evaluation helpers")

@@ -1,8 +1,9 @@
 """kopf wiring: which events trigger `reconciler.reconcile`, for every kind in `kinds.KINDS`.
 
-The decisions live in the reconciler; here: per-object locks, finding dependents, the progress timer.
-- each kind: on.create / on.resume / on.update(spec) reconcile the object itself;
-- child Jobs / PyTorchJobs (our labels): any event reconciles the parent named in the labels;
+The decisions live in the reconciler; here: per-object locks, finding dependents, timers.
+- each kind: on.create / on.resume / on.update(spec) reconcile the object itself (retried after
+  `retry_backoff` when they fail), and a resync timer reconciles every CR not done yet;
+- child Jobs / PyTorchJobs (our labels): any event, deletion included, reconciles the parent;
 - each kind's events reconcile the CRs that reference it (so a pipeline applied at once
   starts each step as soon as its input turns Ready).
 Handlers return None: kopf stores nothing of ours in status; progress/diff-base live in
@@ -25,6 +26,7 @@ from .builders import BuildContext
 from .builders.inputs import is_done
 from .kinds import KINDS
 from .kube import Kube
+from .liveness import ReconcileClock
 from .reconciler import reconcile
 
 log = logging.getLogger("vlmops.handlers")
@@ -34,9 +36,15 @@ _MANAGED = {MANAGED_BY_LABEL: MANAGED_BY}
 class Operator:
     """Holds the shared state the handlers need (API client, defaults, per-object locks)."""
 
-    def __init__(self, ctx: BuildContext, kube: Kube | None = None, progress_interval: float = 30.0):
+    def __init__(self, ctx: BuildContext, kube: Kube | None = None, progress_interval: float = 30.0,
+                 resync_interval: float = 60.0, api_timeout: float = 30.0, retry_backoff: float = 10.0,
+                 stall_after: float = 300.0):
         self.ctx = ctx
         self.progress_interval = progress_interval
+        self.resync_interval = resync_interval  # every unfinished CR is reconciled at least this often
+        self.api_timeout = api_timeout
+        self.retry_backoff = retry_backoff  # a failed create/update handler is retried after this
+        self.clock = ReconcileClock(stall_after)
         self._kube = kube
         self._locks: dict[tuple[str, str, str], threading.Lock] = defaultdict(threading.Lock)
         self._locks_guard = threading.Lock()
@@ -44,7 +52,7 @@ class Operator:
     @property
     def kube(self) -> Kube:
         if self._kube is None:
-            self._kube = Kube()
+            self._kube = Kube(timeout=self.api_timeout)
         return self._kube
 
     def _lock(self, kind: str, namespace: str, name: str) -> threading.Lock:
@@ -54,8 +62,12 @@ class Operator:
     def reconcile(self, kind: str, namespace: str, name: str) -> None:
         # Parent and child events may arrive on different kopf workers: serialize per object so
         # two passes never race on create or status patch.
-        with self._lock(kind, namespace, name):
-            reconcile(self.kube, kind, namespace, name, self.ctx)
+        token = self.clock.start()
+        try:
+            with self._lock(kind, namespace, name):
+                reconcile(self.kube, kind, namespace, name, self.ctx)
+        finally:
+            self.clock.finish(token)
 
     def mirror_progress(self, kind: str, namespace: str, name: str, spec: dict[str, Any],
                         status: dict[str, Any]) -> None:
@@ -90,9 +102,19 @@ def register(op: Operator, registry: kopf.OperatorRegistry | None = None) -> kop
             op.reconcile(_kind, namespace, name)
 
         for decorator in (kopf.on.create, kopf.on.resume):
-            decorator(GROUP, VERSION, kind.plural, id=f"reconcile-{kind.short}", registry=registry)(own)
+            decorator(GROUP, VERSION, kind.plural, id=f"reconcile-{kind.short}", registry=registry,
+                      backoff=op.retry_backoff)(own)
         kopf.on.update(GROUP, VERSION, kind.plural, field="spec", id=f"reconcile-{kind.short}",
-                       registry=registry)(own)
+                       registry=registry, backoff=op.retry_backoff)(own)
+
+        def resync(namespace: str, name: str, _kind: str = kind.kind, **_: Any) -> None:
+            op.reconcile(_kind, namespace, name)
+
+        # Level-triggered for real: a lost event, a failed status patch or a child deleted by hand is
+        # noticed within one interval; a pass that changes nothing writes nothing.
+        kopf.timer(GROUP, VERSION, kind.plural, interval=op.resync_interval, initial_delay=op.resync_interval,
+                   id=f"resync-{kind.short}", registry=registry,
+                   when=lambda body, _done=kind.done_condition, **_: not is_done(dict(body), _done))(resync)
 
         def inputs_changed(event: dict[str, Any], body: Any, namespace: str, name: str, _kind: str = kind.kind,
                            **_: Any) -> None:
@@ -113,7 +135,8 @@ def register(op: Operator, registry: kopf.OperatorRegistry | None = None) -> kop
     def child_changed(event: dict[str, Any], body: Any, namespace: str, **_: Any) -> None:
         labels = body.get("metadata", {}).get("labels") or {}
         parent_kind, parent = labels.get(LABEL_KIND), labels.get(LABEL_NAME)
-        if parent_kind in KINDS and parent and event.get("type") != "DELETED":
+        # DELETED too: a child removed by hand is recreated (running) or retried (failed) now.
+        if parent_kind in KINDS and parent:
             op.reconcile(parent_kind, namespace, parent)
 
     for kind in (k for k in KINDS.values() if k.mirrors_progress):
@@ -131,8 +154,11 @@ def register(op: Operator, registry: kopf.OperatorRegistry | None = None) -> kop
     return registry
 
 
-def configure(settings: kopf.OperatorSettings, watch_timeout: float | None = None) -> None:
+def configure(settings: kopf.OperatorSettings, watch_timeout: float | None = None,
+              api_timeout: float = 30.0) -> None:
     """Operator-wide kopf settings (called from the startup handler)."""
+    settings.networking.request_timeout = api_timeout  # kopf's own calls (patches, lists) are bounded too
+    settings.networking.connect_timeout = min(api_timeout, 10.0)
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration")

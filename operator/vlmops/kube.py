@@ -15,6 +15,7 @@ from kubernetes.client.rest import ApiException
 from vlmops_contract.api import GROUP, VERSION
 
 from .kinds import KINDS
+from .kubeapi import CreateRefused
 from .metrics import API_WRITES
 
 _CHILD_API = {"Job": ("batch", "v1", "jobs"), "PyTorchJob": ("kubeflow.org", "v1", "pytorchjobs")}
@@ -45,9 +46,23 @@ REQUIRED_PERMISSIONS: list[dict[str, Any]] = [
 ]
 
 
+# Statuses of a refused create that a retry alone cannot fix (401/429/5xx are transient: retried).
+REFUSALS = (400, 403, 404, 422)
+
+
+def _server_message(e: ApiException) -> str:
+    """The API server's own message (its Status object), else the HTTP reason."""
+    try:
+        return json.loads(e.body or "{}").get("message") or str(e.reason)
+    except ValueError:
+        return str(e.reason)
+
+
 class Kube:
-    def __init__(self, api_client: client.ApiClient | None = None):
+    def __init__(self, api_client: client.ApiClient | None = None, timeout: float = 30.0):
         self.api_client = api_client or client.ApiClient()
+        # Every call: read raw, and time out (a hung request must not hold a worker forever).
+        self._raw = {"_preload_content": False, "_request_timeout": timeout}
         self.custom = client.CustomObjectsApi(self.api_client)
         self.batch = client.BatchV1Api(self.api_client)
         self.core = client.CoreV1Api(self.api_client)
@@ -59,7 +74,7 @@ class Kube:
 
     def _get(self, fn, *args, **kw) -> dict[str, Any] | None:
         try:
-            return self._json(fn(*args, _preload_content=False, **kw))
+            return self._json(fn(*args, **self._raw, **kw))
         except ApiException as e:
             if e.status == 404:
                 return None
@@ -76,7 +91,7 @@ class Kube:
     def patch_cr_status(self, kind: str, namespace: str, name: str, patch: dict[str, Any]) -> None:
         API_WRITES.labels(verb="patch", resource=f"{KINDS[kind].plural}/status").inc()
         self.custom.patch_namespaced_custom_object_status(
-            GROUP, VERSION, namespace, KINDS[kind].plural, name, {"status": patch}, _preload_content=False)
+            GROUP, VERSION, namespace, KINDS[kind].plural, name, {"status": patch}, **self._raw)
 
     # -- children ------------------------------------------------------------------------------
     def get_child(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
@@ -93,12 +108,14 @@ class Kube:
         API_WRITES.labels(verb="create", resource=plural).inc()
         try:
             if kind == "Job":
-                resp = self.batch.create_namespaced_job(ns, manifest, _preload_content=False)
+                resp = self.batch.create_namespaced_job(ns, manifest, **self._raw)
             else:
                 resp = self.custom.create_namespaced_custom_object(group, version, ns, plural, manifest,
-                                                                   _preload_content=False)
+                                                                   **self._raw)
             return self._json(resp)
         except ApiException as e:
+            if e.status in REFUSALS:
+                raise CreateRefused(e.status, _server_message(e)) from e
             if e.status != 409:
                 raise
         existing = self.get_child(kind, ns, name)
@@ -112,9 +129,9 @@ class Kube:
         API_WRITES.labels(verb="patch", resource=plural).inc()
         body = {"metadata": {"ownerReferences": owner_refs}}
         if kind == "Job":
-            self.batch.patch_namespaced_job(name, ns, body, _preload_content=False)
+            self.batch.patch_namespaced_job(name, ns, body, **self._raw)
         else:
-            self.custom.patch_namespaced_custom_object(group, version, ns, plural, name, body, _preload_content=False)
+            self.custom.patch_namespaced_custom_object(group, version, ns, plural, name, body, **self._raw)
 
     def list_pods(self, namespace: str, selector: dict[str, str]) -> list[dict[str, Any]]:
         sel = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))
@@ -138,6 +155,6 @@ class Kube:
             "reportingComponent": "vlmops-operator",
         }
         try:
-            self.core.create_namespaced_event(meta["namespace"], body, _preload_content=False)
+            self.core.create_namespaced_event(meta["namespace"], body, **self._raw)
         except ApiException:
             pass  # events are best-effort; never fail a reconcile over one

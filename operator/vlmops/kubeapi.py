@@ -8,6 +8,16 @@ from typing import Any, Protocol
 Obj = dict[str, Any]
 
 
+class CreateRefused(Exception):
+    """The API server refused to create a child for a reason retrying cannot fix by itself (403 from
+    RBAC or OwnerReferencesPermissionEnforcement, 422 from validation or a policy): the CR stalls
+    with the server's message instead of retrying silently."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
 class KubeAPI(Protocol):
     def get_cr(self, kind: str, namespace: str, name: str) -> Obj | None: ...
 

@@ -13,6 +13,7 @@ from prometheus_client import start_http_server
 
 from .api.common import Storage
 from .builders import BuildContext
+from . import liveness
 from .handlers import Operator, configure, register
 
 
@@ -31,7 +32,8 @@ def load_config(path: str | None) -> BuildContext:
 
 
 def run(namespaces: list[str], all_namespaces: bool, metrics_port: int, health_port: int,
-        config: str | None, watch_timeout: float | None = None) -> None:
+        config: str | None, watch_timeout: float | None = None, resync_interval: float = 60.0,
+        api_timeout: float = 30.0, stall_after: float = 300.0) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     ctx = load_config(config)
     if ctx.storage:  # the progress timer reads progress.json with the same storage defaults as jobs
@@ -40,7 +42,7 @@ def run(namespaces: list[str], all_namespaces: bool, metrics_port: int, health_p
         if ctx.storage.region:
             os.environ.setdefault("AWS_REGION", ctx.storage.region)
     registry = kopf.OperatorRegistry()
-    op = Operator(ctx)
+    op = Operator(ctx, resync_interval=resync_interval, api_timeout=api_timeout, stall_after=stall_after)
     register(op, registry)
 
     # A private registry does not carry kopf's default login handlers: without this the operator
@@ -52,14 +54,15 @@ def run(namespaces: list[str], all_namespaces: bool, metrics_port: int, health_p
 
     @kopf.on.startup(registry=registry)
     def _startup(settings: kopf.OperatorSettings, **_: Any) -> None:
-        configure(settings, watch_timeout)
+        configure(settings, watch_timeout, api_timeout)
         if metrics_port:
             start_http_server(metrics_port)
+        if health_port:
+            liveness.serve(health_port, op.clock)
 
     asyncio.run(kopf.operator(
         registry=registry,
         clusterwide=all_namespaces,
         namespaces=namespaces or None,
         standalone=True,
-        liveness_endpoint=f"http://0.0.0.0:{health_port}/healthz" if health_port else None,
     ))

@@ -24,7 +24,7 @@ from .api.errors import format_validation_error
 from .builders import BuildContext, Plan, Step
 from .builders.uris import relative_locations, resolve_uris
 from .kinds import KINDS, Kind
-from .kubeapi import KubeAPI
+from .kubeapi import CreateRefused, KubeAPI
 from .metrics import CHILD_FAILURES, RECONCILE_ERRORS, RECONCILE_TIME, RECONCILE_TOTAL
 
 log = logging.getLogger("vlmops.reconciler")
@@ -291,9 +291,12 @@ def act(kube: KubeAPI, snap: Snapshot, d: Decision) -> Outcome:
     meta = snap.obj["metadata"]
     out = Outcome(events=d.events)
     for step in d.create:
-        for extra in step.extra:
-            kube.create_child(extra)
-        kube.create_child(step.manifest)
+        try:
+            for extra in step.extra:
+                kube.create_child(extra)
+            kube.create_child(step.manifest)
+        except CreateRefused as e:
+            return _stall_on_refusal(kube, snap, step, e)
         out.created.append(step.child_name)
         log.info("created %s %s/%s", step.kind, meta["namespace"], step.child_name)
     for child, owner_refs in d.adopt:
@@ -307,6 +310,25 @@ def act(kube: KubeAPI, snap: Snapshot, d: Decision) -> Outcome:
         for type_, reason, message in d.events:
             kube.post_event(snap.obj, type_, reason, message, snap.at)
     status_metrics.observe(snap.obj, d.status)
+    return out
+
+
+def _stall_on_refusal(kube: KubeAPI, snap: Snapshot, step: Step, e: CreateRefused) -> Outcome:
+    """A create the API server refused (RBAC, owner-reference enforcement, a policy): Stalled with the
+    server's message and a Warning Event, instead of a silent retry. The resync tries again."""
+    meta = snap.obj["metadata"]
+    message = (f"creating {step.kind} {step.child_name} ({step.name}) was refused by the API server "
+               f"(HTTP {e.status}): {e}")
+    status = conditions.with_state(snap.old_status, done_condition=KINDS[snap.obj["kind"]].done_condition,
+                                   state="Invalid", reason="CreateRefused", message=message,
+                                   generation=meta.get("generation"), at=snap.at)
+    out = Outcome(events=[("Warning", "CreateRefused", message)])
+    log.warning("%s %s/%s: %s", snap.obj["kind"], meta["namespace"], meta["name"], message)
+    if status_changed(snap.old_status, status):
+        kube.patch_cr_status(snap.obj["kind"], meta["namespace"], meta["name"], mergepatch.diff(snap.old_status, status))
+        kube.post_event(snap.obj, "Warning", "CreateRefused", message, snap.at)
+        out.patched = True
+    status_metrics.observe(snap.obj, status)
     return out
 
 

@@ -11,12 +11,12 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # harness modules live next to the tests
 
 from emulated_apiserver import EmulatorServer, kubeconfig  # noqa: E402
-from operator_harness import NAMESPACES, TEST_UA, OperatorProcess, crd_docs  # noqa: E402
+from operator_harness import FAULTS_NAMESPACE, NAMESPACES, TEST_UA, OperatorProcess, crd_docs  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def emulator():
-    srv = EmulatorServer(crd_docs(), namespaces=["default", *NAMESPACES]).start()
+    srv = EmulatorServer(crd_docs(), namespaces=["default", *NAMESPACES, FAULTS_NAMESPACE]).start()
     try:
         yield srv
     finally:

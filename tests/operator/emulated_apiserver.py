@@ -37,6 +37,7 @@ import copy
 import datetime as dt
 import json
 import random
+import re
 import string
 import threading
 import time
@@ -158,6 +159,22 @@ class Record:
         return self.method.upper() not in ("GET", "HEAD", "OPTIONS")
 
 
+@dataclass
+class Fault:
+    """Injected into the next `times` requests matching method and path (a regex): wait `delay`
+    seconds (a hung call), then answer `status` (an error) or serve the request normally."""
+
+    method: str
+    path: str
+    status: int | None = None
+    delay: float = 0.0
+    times: int = 1
+    hits: int = 0
+
+    def matches(self, method: str, path: str) -> bool:
+        return self.hits < self.times and method == self.method and re.search(self.path, path) is not None
+
+
 @attrs.define(kw_only=True)
 class VlmopsEmulator(kmock.KubernetesEmulator):
     _rv: int = attrs.field(default=0, init=False)
@@ -166,6 +183,7 @@ class VlmopsEmulator(kmock.KubernetesEmulator):
     _namespaced: dict = attrs.field(factory=dict, init=False)
     _kinds: dict = attrs.field(factory=dict, init=False)
     records: list[Record] = attrs.field(factory=list, init=False)
+    faults: list[Fault] = attrs.field(factory=list, init=False)
 
     # -- setup -------------------------------------------------------------------------------
     def declare(self, key: str, kind: str, *, namespaced: bool = True, shortnames: Iterable[str] = (),
@@ -196,6 +214,13 @@ class VlmopsEmulator(kmock.KubernetesEmulator):
         started = time.time()
         status = 500
         try:
+            fault = next((f for f in self.faults if f.matches(_method(request), request.url.path)), None)
+            if fault is not None:
+                fault.hits += 1
+                await asyncio.sleep(fault.delay)
+                if fault.status:
+                    raise kmock.KubernetesError(status=fault.status, reason="InternalError",
+                                                message="injected by the test")
             resp = await self._dispatch(request)
             status = resp.status
             return resp
@@ -572,6 +597,12 @@ class EmulatorServer:
 
     def records(self) -> list[Record]:
         return list(self.emulator.records)
+
+    def inject(self, method: str, path: str, status: int | None = None, delay: float = 0.0, times: int = 1) -> Fault:
+        """Fail (or delay) the next `times` requests matching; returns the fault (its `hits` count)."""
+        fault = Fault(method.upper(), path, status, delay, times)
+        self.loop.call_soon_threadsafe(self.emulator.faults.append, fault)
+        return fault
 
 
 def kubeconfig(url: str, namespace: str = "default") -> str:

@@ -16,6 +16,10 @@ import yaml
 REPO = Path(__file__).resolve().parents[2]
 TEST_UA = "vlmops-tests"
 NAMESPACES = ["vlm", "fail", "bad", "smoke"]
+FAULTS_NAMESPACE = "faults"  # watched by the fault tests' own operator (its log may hold injected errors)
+# Short enough for the fault tests to wait on, long enough not to load a 2-core machine.
+RESYNC_SECONDS = 3.0
+API_TIMEOUT_SECONDS = 3.0
 
 
 def crd_docs() -> list[dict[str, Any]]:
@@ -64,7 +68,8 @@ class OperatorProcess:
             env.pop(var, None)
         cmd = [sys.executable, "-m", "vlmops", "operator", "--metrics-port", str(self.metrics_port),
                "--health-port", str(self.health_port), "--config", str(self.log_dir / "absent-config.yaml"),
-               "--watch-timeout", str(self.watch_timeout)]
+               "--watch-timeout", str(self.watch_timeout), "--resync-interval", str(RESYNC_SECONDS),
+               "--api-timeout", str(API_TIMEOUT_SECONDS)]
         for ns in self.namespaces:
             cmd += ["--namespace", ns]
         self._log = open(self.log_path, "w")

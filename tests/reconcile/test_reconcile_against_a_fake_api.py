@@ -15,6 +15,7 @@ from pipeline_driver import example_docs, result_for
 from vlmops import childstate, conditions, reconciler
 from vlmops.builders import BuildContext
 from vlmops.kube import REQUIRED_PERMISSIONS, Kube
+from vlmops.kubeapi import CreateRefused
 
 CTX = BuildContext()
 
@@ -142,16 +143,45 @@ def test_creating_an_existing_child_absorbs_the_409():
         raise ApiException(status=409, reason="AlreadyExists")
 
     kube = Kube.__new__(Kube)
+    kube._raw = {"_preload_content": False, "_request_timeout": 1.0}
     kube.batch = SimpleNamespace(create_namespaced_job=conflict,
                                  read_namespaced_job=lambda *a, **k: SimpleNamespace(data=json.dumps(existing)))
     assert kube.create_child(dict(existing, metadata={"name": "j", "namespace": "ns"}))["metadata"]["uid"] == "u1"
 
-    def boom(*a, **k):
-        raise ApiException(status=403, reason="Forbidden")
+    def refused(*a, **k):
+        raise ApiException(http_resp=SimpleNamespace(status=403, reason="Forbidden", data=json.dumps({
+            "message": "jobs.batch \"j\" is forbidden: cannot set blockOwnerDeletion"}).encode(),
+            headers={}, getheaders=lambda: {}))
 
-    kube.batch = SimpleNamespace(create_namespaced_job=boom)
-    with pytest.raises(ApiException):
+    kube.batch = SimpleNamespace(create_namespaced_job=refused)
+    with pytest.raises(CreateRefused, match="cannot set blockOwnerDeletion") as e:
         kube.create_child(existing)
+    assert e.value.status == 403
+
+    def unavailable(*a, **k):
+        raise ApiException(status=503, reason="ServiceUnavailable")
+
+    kube.batch = SimpleNamespace(create_namespaced_job=unavailable)
+    with pytest.raises(ApiException):  # transient: raised for kopf's retry, not a stall
+        kube.create_child(existing)
+
+
+def test_a_refused_create_stalls_the_cr_with_the_servers_message_and_an_event():
+    class Refusing(FakeKube):
+        def create_child(self, manifest):
+            raise CreateRefused(403, "cannot set blockOwnerDeletion if an ownerReference refers to a resource "
+                                     "you can't set finalizers on")
+
+    kube = Refusing([_pds()])
+    out = _run(kube)
+    st = kube.crs[("PackedDataset", "llava-558k-8k")]["status"]
+    stalled = next(c for c in st["conditions"] if c["type"] == "Stalled")
+    assert stalled["status"] == "True" and stalled["reason"] == "CreateRefused"
+    assert "llava-558k-8k-lengths-g1" in stalled["message"] and "HTTP 403" in stalled["message"]
+    assert "blockOwnerDeletion" in stalled["message"] and out.patched and ("event", "CreateRefused") in kube.writes
+    kube.writes.clear()
+    _run(kube)  # the resync tries again: still refused, nothing new to write
+    assert kube.writes == []
 
 
 def test_status_patch_conflict_propagates_for_retry():
