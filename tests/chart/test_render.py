@@ -86,7 +86,8 @@ def test_command_line_matches_operator_cli(helm, default_objs, monkeypatch):
     command, args = _operator_args(default_objs)
     assert command == ["vlmops"]
     assert args == ["operator", "--all-namespaces", "--metrics-port", "9090", "--health-port", "8080",
-                    "--config", "/etc/vlmops/config.yaml"]
+                    "--config", "/etc/vlmops/config.yaml", "--resync-interval", "60", "--api-timeout", "30",
+                    "--stall-after", "300"]
     _, ns_args = _operator_args(helm.render({"watch": {"allNamespaces": False, "namespaces": ["ml-a", "ml-b"]}}))
     assert ns_args[:5] == ["operator", "--namespace", "ml-a", "--namespace", "ml-b"]
     _, rel_args = _operator_args(helm.render({"watch": {"allNamespaces": False}}, namespace="team-x"))
@@ -99,6 +100,10 @@ def test_command_line_matches_operator_cli(helm, default_objs, monkeypatch):
     for a in (args, ns_args):
         assert cli.main(a) in (0, None)
     assert calls[0][:5] == ([], True, 9090, 8080, "/etc/vlmops/config.yaml")
+    recorded = {}
+    monkeypatch.setattr(om, "run", lambda *a, **kw: recorded.update(kw))
+    cli.main(args)
+    assert recorded == {"resync_interval": 60.0, "api_timeout": 30.0, "stall_after": 300.0}
     assert calls[1][:5] == (["ml-a", "ml-b"], False, 9090, 8080, "/etc/vlmops/config.yaml")
 
 
