@@ -33,7 +33,10 @@ REQUIRED_PERMISSIONS: list[dict[str, Any]] = [
     *[row for k in KINDS.values() for row in (
         _perms(GROUP, k.plural, ("get", "list", "watch", "patch"),
                "reconcile reads; kopf list/watch; kopf patches its annotations (progress, diff base)")
-        + _perms(GROUP, f"{k.plural}/status", ("patch",), "status written by the reconciler"))],
+        + _perms(GROUP, f"{k.plural}/status", ("patch",), "status written by the reconciler")
+        # Never called: OwnerReferencesPermissionEnforcement requires it of whoever creates a child with
+        # blockOwnerDeletion: true (ours do), or every child create is refused.
+        + _perms(GROUP, f"{k.plural}/finalizers", ("update",), "children's ownerReferences block owner deletion"))],
     *_perms("batch", "jobs", ("get", "list", "watch", "create", "patch"),
             "children: create-if-absent, adoption (ownerReferences), kopf watch"),
     *_perms("kubeflow.org", "pytorchjobs", ("get", "list", "watch", "create", "patch"),

@@ -16,6 +16,8 @@ REQUIRED_PERMISSIONS: list[tuple[str, str, str, str]] = [
     # kube.py: get_cr, list_crs, patch_cr_status
     *[("vlmops.dev", p, v, "ns") for p in PLURALS for v in ("get", "list")],
     *[("vlmops.dev", f"{p}/status", "patch", "ns") for p in PLURALS],
+    # admission (OwnerReferencesPermissionEnforcement): children block their owner's deletion
+    *[("vlmops.dev", f"{p}/finalizers", "update", "ns") for p in PLURALS],
     # kopf: watch the CRs; patch them for its progress/diff-base annotations and the finalizer
     *[("vlmops.dev", p, v, "ns") for p in PLURALS for v in ("watch", "patch")],
     # kube.py: get_child / create_child / adopt_child (Jobs and PyTorchJobs); kopf watches both
@@ -122,8 +124,9 @@ def test_rbac_grants_least_privilege(default_objs):
     # the only extras allowed: reads that make kopf/kubectl debugging possible on the same objects
     extras = {x for x in granted - needed if x[2] not in ("get",)}
     assert not extras, f"RBAC grants more than the operator needs: {sorted(extras)}"
-    assert not any(v in ("delete", "deletecollection", "update", "escalate", "bind", "impersonate")
-                   for (_, _, v) in granted)
+    assert not any(v in ("delete", "deletecollection", "escalate", "bind", "impersonate") for (_, _, v) in granted)
+    # update only on the CRs' finalizers (what blockOwnerDeletion on our children requires), nothing else
+    assert {res for (_, res, v) in granted if v == "update"} == {f"{p}/finalizers" for p in PLURALS}
 
 
 def test_rbac_can_be_turned_off(helm):

@@ -80,11 +80,13 @@ app.kubernetes.io/part-of: vlmops
 {{- toJson $plurals -}}
 {{- end -}}
 
-{{/* Their status subresources (a JSON list). */}}
-{{- define "vlmops.statusPlurals" -}}
+{{/* A subresource of each (a JSON list): include "vlmops.subresources" (list . "status"). */}}
+{{- define "vlmops.subresources" -}}
+{{- $root := index . 0 -}}
+{{- $sub := index . 1 -}}
 {{- $out := list -}}
-{{- range (include "vlmops.plurals" . | fromJsonArray) -}}
-{{- $out = append $out (printf "%s/status" .) -}}
+{{- range (include "vlmops.plurals" $root | fromJsonArray) -}}
+{{- $out = append $out (printf "%s/%s" . $sub) -}}
 {{- end -}}
 {{- toJson $out -}}
 {{- end -}}
@@ -96,8 +98,13 @@ app.kubernetes.io/part-of: vlmops
   resources: {{ include "vlmops.plurals" . }}
   verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["vlmops.dev"]
-  resources: {{ include "vlmops.statusPlurals" . }}
+  resources: {{ include "vlmops.subresources" (list . "status") }}
   verbs: ["get", "patch"]
+# Children carry ownerReferences with blockOwnerDeletion: with the OwnerReferencesPermissionEnforcement
+# admission plugin, creating them needs update on the owner's finalizers (never called otherwise).
+- apiGroups: ["vlmops.dev"]
+  resources: {{ include "vlmops.subresources" (list . "finalizers") }}
+  verbs: ["update"]
 - apiGroups: ["batch"]
   resources: ["jobs"]
   verbs: ["get", "list", "watch", "create", "patch"]
