@@ -1,6 +1,7 @@
 """Test harness: the real operator process (`python -m vlmops operator ...`) against the emulator."""
 from __future__ import annotations
 
+import atexit
 import os
 import signal
 import socket
@@ -59,7 +60,7 @@ class OperatorProcess:
     def log_path(self) -> Path:
         return self.log_dir / f"operator-{self.starts}.log"
 
-    def start(self) -> "OperatorProcess":
+    def start(self, timeout: float = 40.0) -> "OperatorProcess":
         self.starts += 1
         env = dict(os.environ)
         env.update(KUBECONFIG=str(self.kubeconfig_path), PYTHONPATH=f"{REPO / 'operator'}:{REPO / 'jobs'}",
@@ -74,7 +75,12 @@ class OperatorProcess:
             cmd += ["--namespace", ns]
         self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT, cwd=str(REPO))
-        wait_for(self.healthy, timeout=40, interval=0.2, what=f"operator liveness (log: {self.log_path})")
+        atexit.register(self.stop)  # even when pytest itself is interrupted
+        try:
+            wait_for(self.healthy, timeout=timeout, interval=0.2, what=f"operator liveness (log: {self.log_path})")
+        except BaseException:
+            self.stop()  # a start that fails must not leave the process behind (no fixture will stop it)
+            raise
         return self
 
     def healthy(self) -> bool:
