@@ -37,10 +37,10 @@ REQUIRED_PERMISSIONS: list[dict[str, Any]] = [
         # Never called: OwnerReferencesPermissionEnforcement requires it of whoever creates a child with
         # blockOwnerDeletion: true (ours do), or every child create is refused.
         + _perms(GROUP, f"{k.plural}/finalizers", ("update",), "children's ownerReferences block owner deletion"))],
-    *_perms("batch", "jobs", ("get", "list", "watch", "create", "patch"),
-            "children: create-if-absent, adoption (ownerReferences), kopf watch"),
-    *_perms("kubeflow.org", "pytorchjobs", ("get", "list", "watch", "create", "patch"),
-            "training children: create-if-absent, adoption, kopf watch"),
+    *_perms("batch", "jobs", ("get", "list", "watch", "create", "patch", "delete"),
+            "children: create-if-absent, adoption (ownerReferences), kopf watch, stopping an older generation"),
+    *_perms("kubeflow.org", "pytorchjobs", ("get", "list", "watch", "create", "patch", "delete"),
+            "training children: create-if-absent, adoption, kopf watch, stopping an older generation"),
     *_perms("", "pods", ("list",), "job results from terminated containers' termination messages"),
     *_perms("", "events", ("create",), "Kubernetes Events on transitions"),
     *_perms("", "namespaces", ("list", "watch"), "kopf: namespace observation", scope="cluster"),
@@ -135,6 +135,22 @@ class Kube:
             self.batch.patch_namespaced_job(name, ns, body, **self._raw)
         else:
             self.custom.patch_namespaced_custom_object(group, version, ns, plural, name, body, **self._raw)
+
+    def delete_child(self, kind: str, namespace: str, name: str) -> None:
+        group, version, plural = _CHILD_API[kind]
+        API_WRITES.labels(verb="delete", resource=plural).inc()
+        # Foreground: the child stays (being deleted) until its pods are gone, so the reconciler starts
+        # the next generation only once nothing of this one can still write.
+        body = client.V1DeleteOptions(propagation_policy="Foreground")
+        try:
+            if kind == "Job":
+                self.batch.delete_namespaced_job(name, namespace, body=body, **self._raw)
+            else:
+                self.custom.delete_namespaced_custom_object(group, version, namespace, plural, name, body=body,
+                                                            **self._raw)
+        except ApiException as e:
+            if e.status != 404:
+                raise
 
     def list_pods(self, namespace: str, selector: dict[str, str]) -> list[dict[str, Any]]:
         sel = ",".join(f"{k}={v}" for k, v in sorted(selector.items()))

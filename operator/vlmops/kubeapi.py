@@ -33,6 +33,10 @@ class KubeAPI(Protocol):
 
     def adopt_child(self, child: Obj, owner_refs: list[Obj]) -> None: ...
 
+    def delete_child(self, kind: str, namespace: str, name: str) -> None:
+        """Delete it and its pods (the child remains, being deleted, until they are gone); an absent
+        child is not an error."""
+
     def list_pods(self, namespace: str, selector: dict[str, str]) -> list[Obj]: ...
 
     def post_event(self, obj: Obj, type_: str, reason: str, message: str, at: str) -> None: ...

@@ -57,6 +57,7 @@ class Snapshot:
 class Decision:
     status: dict[str, Any]
     create: list[Step] = field(default_factory=list)
+    delete: list[tuple[str, str]] = field(default_factory=list)  # (kind, name) of older-generation children
     adopt: list[tuple[dict[str, Any], list[dict[str, Any]]]] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     newly_failed: list[str] = field(default_factory=list)  # kinds of children that just failed (metrics)
@@ -109,6 +110,8 @@ def observe(kube: KubeAPI, kind: Kind, namespace: str, name: str, ctx: BuildCont
     if relative:
         snap.obj = {**obj, "spec": resolve_uris(obj["spec"], ctx.storage_prefix)}
         snap.spec = kind.spec.model_validate(snap.obj["spec"])
+    for c in _older_generations(snap):  # still running? then they are stopped before anything new starts
+        snap.children[c["name"]] = kube.get_child(c["kind"], namespace, c["name"])
     inputs = {ref: kube.get_cr(ref[0], namespace, ref[1]) for ref in kind.references(snap.spec)}
     snap.plan = kind.build(snap.obj, snap.spec, inputs, ctx)
     _read_children(kube, snap)
@@ -141,6 +144,13 @@ def _step_selector(obj: dict[str, Any], step: str) -> dict[str, str]:
             LABEL_GENERATION: str(meta.get("generation", 1))}
 
 
+def _older_generations(snap: Snapshot) -> list[dict[str, Any]]:
+    """Children recorded for an older generation that were not finished when last seen."""
+    gen = snap.obj["metadata"].get("generation")
+    return [c for c in snap.old_status.get("children") or []
+            if not str(c.get("name", "")).endswith(f"-g{gen}") and c.get("phase") not in ("Succeeded", "Failed")]
+
+
 def _this_generation(snap: Snapshot) -> list[dict[str, Any]]:
     gen = snap.obj["metadata"].get("generation")
     return [dict(c) for c in snap.old_status.get("children") or [] if str(c.get("name", "")).endswith(f"-g{gen}")]
@@ -154,6 +164,15 @@ def decide(snap: Snapshot, kind: Kind) -> Decision:
     state = _StateSetter(d, kind.done_condition, snap.obj["metadata"].get("generation"), snap.at)
     if snap.problem:
         return state("Invalid", "InvalidSpec", snap.problem)
+    stopping = [c for c in _older_generations(snap) if (child := snap.children.get(c["name"])) is not None
+                and childstate.state(child).phase not in ("Succeeded", "Failed")]
+    if stopping:
+        # A spec change supersedes the running generation: its children are deleted, and the new
+        # generation starts only once they are gone (two generations never write one output).
+        d.delete = [(c["kind"], c["name"]) for c in stopping
+                    if not snap.children[c["name"]]["metadata"].get("deletionTimestamp")]
+        return state("Running", "StoppingOldGeneration", "stopping " + ", ".join(
+            f"{c['kind']} {c['name']}" for c in stopping) + " (an older generation) before this one starts")
     plan = snap.plan
     if plan.waiting_for or plan.invalid:
         # Inputs are needed to create children, not to follow them: an input deleted (GitOps
@@ -299,6 +318,9 @@ def act(kube: KubeAPI, snap: Snapshot, d: Decision) -> Outcome:
             return _stall_on_refusal(kube, snap, step, e)
         out.created.append(step.child_name)
         log.info("created %s %s/%s", step.kind, meta["namespace"], step.child_name)
+    for child_kind, name in d.delete:
+        kube.delete_child(child_kind, meta["namespace"], name)
+        log.info("deleted %s %s/%s (an older generation)", child_kind, meta["namespace"], name)
     for child, owner_refs in d.adopt:
         kube.adopt_child(child, owner_refs)
     for child_kind in d.newly_failed:

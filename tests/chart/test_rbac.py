@@ -21,8 +21,8 @@ REQUIRED_PERMISSIONS: list[tuple[str, str, str, str]] = [
     # kopf: watch the CRs; patch them for its progress/diff-base annotations and the finalizer
     *[("vlmops.dev", p, v, "ns") for p in PLURALS for v in ("watch", "patch")],
     # kube.py: get_child / create_child / adopt_child (Jobs and PyTorchJobs); kopf watches both
-    *[("batch", "jobs", v, "ns") for v in ("get", "create", "patch", "list", "watch")],
-    *[("kubeflow.org", "pytorchjobs", v, "ns") for v in ("get", "create", "patch", "list", "watch")],
+    *[("batch", "jobs", v, "ns") for v in ("get", "create", "patch", "list", "watch", "delete")],
+    *[("kubeflow.org", "pytorchjobs", v, "ns") for v in ("get", "create", "patch", "list", "watch", "delete")],
     # kube.py: list_pods (termination messages), post_event
     ("", "pods", "list", "ns"),
     ("", "events", "create", "ns"),
@@ -124,7 +124,9 @@ def test_rbac_grants_least_privilege(default_objs):
     # the only extras allowed: reads that make kopf/kubectl debugging possible on the same objects
     extras = {x for x in granted - needed if x[2] not in ("get",)}
     assert not extras, f"RBAC grants more than the operator needs: {sorted(extras)}"
-    assert not any(v in ("delete", "deletecollection", "escalate", "bind", "impersonate") for (_, _, v) in granted)
+    assert not any(v in ("deletecollection", "escalate", "bind", "impersonate") for (_, _, v) in granted)
+    # delete only on our children (stopping a superseded generation), never on CRs, pods or anything else
+    assert {res for (_, res, v) in granted if v == "delete"} == {"jobs", "pytorchjobs"}
     # update only on the CRs' finalizers (what blockOwnerDeletion on our children requires), nothing else
     assert {res for (_, res, v) in granted if v == "update"} == {f"{p}/finalizers" for p in PLURALS}
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
-from operator_harness import API_TIMEOUT_SECONDS, FAULTS_NAMESPACE, RESYNC_SECONDS, OperatorProcess, wait_for
+from operator_harness import (API_TIMEOUT_SECONDS, FAULTS_NAMESPACE, RESYNC_SECONDS, TEST_UA, OperatorProcess,
+                              wait_for)
 from pipeline_driver import Cluster
 
 NS = FAULTS_NAMESPACE
@@ -90,3 +91,25 @@ def test_a_child_deleted_while_running_is_recreated_and_one_deleted_after_failin
              timeout=WITHIN, what="the failed Job recreated")
     wait_for(lambda: _phase(c, "deleted") == "Running", timeout=WITHIN, what="Running again")
     assert len(_children(c, "deleted")) == 1
+
+
+def test_a_spec_change_mid_run_deletes_the_running_generation_before_the_next_starts(api_client, emulator):
+    c = Cluster(api_client, NS)
+    c.create(_eval_suite("edited"))
+    (g1,) = wait_for(lambda: _children(c, "edited"), what="the generation-1 Job")
+    c.custom.patch_namespaced_custom_object("vlmops.dev", "v1alpha1", NS, "evalsuites", "edited",
+                                            {"spec": {"thresholds": {"mmmu_val/mmmu_acc": 0.55}}})
+    (g2,) = wait_for(lambda: [j for j in _children(c, "edited") if j["metadata"]["name"].endswith("-g2")],
+                     timeout=WITHIN, what="the generation-2 Job")
+    assert [j["metadata"]["name"] for j in _children(c, "edited")] == [g2["metadata"]["name"]]
+    records = [r for r in emulator.records() if r.is_write]
+    writes = [(r.method, r.path) for r in records]
+    edited = next(i for i, r in enumerate(records) if r.user_agent == TEST_UA and r.method == "PATCH"
+                  and r.path.endswith("/evalsuites/edited"))  # the user's spec change
+    deleted = writes.index(("DELETE", f"/apis/batch/v1/namespaces/{NS}/jobs/{g1['metadata']['name']}"))
+    creates = [i for i, w in enumerate(writes) if w == ("POST", f"/apis/batch/v1/namespaces/{NS}/jobs")]
+    assert edited < deleted and not [i for i in creates if edited < i < deleted]  # never two generations at once
+    assert [i for i in creates if i > deleted]
+    c.finish(g2)
+    wait_for(lambda: _phase(c, "edited") == "Succeeded", timeout=WITHIN, what="generation 2 Succeeded")
+    assert c.get("EvalSuite", "edited")["status"]["observedGeneration"] == 2

@@ -130,3 +130,23 @@ def test_an_eval_that_misses_a_threshold_fails_after_its_job_succeeded():
     assert d.status["failing"] and "chartqa/relaxed_overall" in d.status["failing"][0]
     assert next(c for c in d.status["conditions"] if c["type"] == "Ready")["reason"] == "ThresholdsNotMet"
 
+
+
+def test_a_spec_change_mid_run_stops_the_older_generation_before_starting_the_new_one():
+    obj, inputs = _pds()
+    first = build(obj, inputs).steps[0]
+    running = copy.deepcopy(first.manifest)
+    running["status"] = {"active": 1, "startTime": AT}
+    gen1 = decide(_snapshot(obj, inputs, children={first.child_name: running}), KINDS["PackedDataset"])
+    edited = copy.deepcopy(obj)
+    edited["metadata"]["generation"] = 2
+    edited["status"] = gen1.status
+    d = decide(_snapshot(edited, inputs, children={first.child_name: running}), KINDS["PackedDataset"])
+    assert d.delete == [("Job", first.child_name)] and not d.create
+    assert d.status["phase"] == "Running" and "StoppingOldGeneration" in [c["reason"] for c in d.status["conditions"]]
+    being_deleted = copy.deepcopy(running)
+    being_deleted["metadata"]["deletionTimestamp"] = AT  # foreground deletion: its pods are still going
+    d = decide(_snapshot(edited, inputs, children={first.child_name: being_deleted}), KINDS["PackedDataset"])
+    assert d.delete == [] and not d.create  # asked once; still waiting
+    gone = decide(_snapshot(edited, inputs, children={first.child_name: None}), KINDS["PackedDataset"])
+    assert [s.child_name for s in gone.create] == [first.child_name.replace("-g1", "-g2")] and not gone.delete

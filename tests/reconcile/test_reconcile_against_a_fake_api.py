@@ -54,6 +54,10 @@ class FakeKube:
         self.writes.append(("adopt", child["metadata"]["name"]))
         self.children[child["metadata"]["name"]]["metadata"]["ownerReferences"] = owner_refs
 
+    def delete_child(self, kind, namespace, name):
+        self.writes.append(("delete", name))
+        self.children.pop(name, None)
+
     def list_pods(self, namespace, selector):
         return [p for p in self.pods if all(p["metadata"]["labels"].get(k) == v for k, v in selector.items())]
 

@@ -105,12 +105,13 @@ app.kubernetes.io/part-of: vlmops
 - apiGroups: ["vlmops.dev"]
   resources: {{ include "vlmops.subresources" (list . "finalizers") }}
   verbs: ["update"]
+# delete: a spec change stops the older generation's running children before the new one starts.
 - apiGroups: ["batch"]
   resources: ["jobs"]
-  verbs: ["get", "list", "watch", "create", "patch"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: ["kubeflow.org"]
   resources: ["pytorchjobs"]
-  verbs: ["get", "list", "watch", "create", "patch"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list"]

@@ -135,6 +135,11 @@ class LocalKube:
         obj = self.get_cr(kind.kind, "", labels.get(LABEL_NAME, "")) if kind else None
         return kind.outputs(kind.spec.model_validate(obj["spec"]))["output"]["uri"] if obj else None
 
+    def delete_child(self, kind: str, namespace: str, name: str) -> None:
+        # Locally children run one at a time to completion, so an older generation's child is never
+        # running when a new one starts; a record left by a killed run is dropped.
+        self.wd.child_path(kind, name).unlink(missing_ok=True)
+
     def adopt_child(self, child: dict[str, Any], owner_refs: list[dict[str, Any]]) -> None:
         pass  # no garbage collector locally: ownership is implied by the workdir
 
