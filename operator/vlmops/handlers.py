@@ -19,7 +19,7 @@ from typing import Any
 import kopf
 from pydantic import ValidationError
 from vlmops_contract.api import GROUP, VERSION
-from vlmops_contract.labels import LABEL_KIND, LABEL_NAME, MANAGED_BY, MANAGED_BY_LABEL
+from vlmops_contract.labels import MANAGED_BY, MANAGED_BY_LABEL, parent_of
 
 from . import progress, status_metrics
 from .builders import BuildContext
@@ -133,11 +133,11 @@ def register(op: Operator, registry: kopf.OperatorRegistry | None = None) -> kop
         kopf.on.event(GROUP, VERSION, kind.plural, id=f"dependents-{kind.short}", registry=registry)(inputs_changed)
 
     def child_changed(event: dict[str, Any], body: Any, namespace: str, **_: Any) -> None:
-        labels = body.get("metadata", {}).get("labels") or {}
-        parent_kind, parent = labels.get(LABEL_KIND), labels.get(LABEL_NAME)
+        # The annotation has the exact name (the name label may be a shortened one).
+        parent = parent_of(body.get("metadata") or {})
         # DELETED too: a child removed by hand is recreated (running) or retried (failed) now.
-        if parent_kind in KINDS and parent:
-            op.reconcile(parent_kind, namespace, parent)
+        if parent and parent[0] in KINDS:
+            op.reconcile(parent[0], namespace, parent[1])
 
     for kind in (k for k in KINDS.values() if k.mirrors_progress):
         def mirror(status: dict[str, Any], spec: dict[str, Any], namespace: str, name: str, _kind: str = kind.kind,

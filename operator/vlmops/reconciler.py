@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
-from vlmops_contract.labels import LABEL_GENERATION, LABEL_KIND, LABEL_NAME, LABEL_STEP
+from vlmops_contract.labels import LABEL_GENERATION, LABEL_KIND, LABEL_NAME, LABEL_STEP, label_value
 
 from . import childstate, conditions, mergepatch, results, status_metrics
 from .api.errors import format_validation_error
@@ -140,7 +140,7 @@ def _read_children(kube: KubeAPI, snap: Snapshot) -> None:
 def _step_selector(obj: dict[str, Any], step: str) -> dict[str, str]:
     """The labels on every pod of the step's child."""
     meta = obj["metadata"]
-    return {LABEL_KIND: obj["kind"], LABEL_NAME: meta["name"], LABEL_STEP: step,
+    return {LABEL_KIND: obj["kind"], LABEL_NAME: label_value(meta["name"]), LABEL_STEP: step,
             LABEL_GENERATION: str(meta.get("generation", 1))}
 
 

@@ -372,3 +372,23 @@ def test_stage_stalls_before_any_child_when_its_dataset_cannot_feed_the_model(ed
     assert out.created == [] and st["phase"] == "Failed"
     stalled = next(c for c in st["conditions"] if c["type"] == "Stalled")
     assert stalled["status"] == "True" and "spec.data.packedDataset:" in st["message"] and words in st["message"]
+
+
+def test_a_cr_with_a_100_character_name_gets_valid_labels_and_still_reads_its_results():
+    import re
+
+    pds = _pds()
+    name = "a" + "-very-long-dataset-name" * 4 + "-x" * 4
+    assert len(name) > 63
+    pds["metadata"]["name"] = name
+    kube = FakeKube([pds])
+    reconciler.reconcile(kube, "PackedDataset", "ns", name, CTX)
+    (child,) = kube.children.values()
+    labels = {**child["metadata"]["labels"], **child["spec"]["template"]["metadata"]["labels"]}
+    for value in labels.values():  # what the API server accepts as a label value
+        assert len(value) <= 63 and re.fullmatch(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]", value), value
+    assert child["metadata"]["annotations"]["vlmops.dev/parent"] == f"PackedDataset/{name}"
+    kube.succeed(child["metadata"]["name"], result_for("PackedDataset", name, "lengths"))
+    reconciler.reconcile(kube, "PackedDataset", "ns", name, CTX)
+    st = kube.crs[("PackedDataset", name)]["status"]
+    assert st["stats"]["step"] == "lengths" and len(kube.children) == 2  # its pods were found by label

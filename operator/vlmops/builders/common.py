@@ -16,7 +16,7 @@ from kubernetes import client as k8s
 
 from vlmops_contract.api import API_VERSION
 from vlmops_contract.labels import (LABEL_GENERATION, LABEL_KIND, LABEL_NAME, LABEL_STEP, MANAGED_BY,
-                                    MANAGED_BY_LABEL, PARENT_ANNOTATION, PART_OF_LABEL)
+                                    MANAGED_BY_LABEL, PARENT_ANNOTATION, PART_OF_LABEL, label_value)
 from vlmops_contract.result import EXIT_BAD_INPUT
 from vlmops_contract.storage_env import CREDENTIAL_ENV, ENDPOINT_ENV, REGION_ENV
 
@@ -94,7 +94,7 @@ def labels(cr: dict[str, Any], step: str) -> dict[str, str]:
         MANAGED_BY_LABEL: MANAGED_BY,
         PART_OF_LABEL: "vlmops",
         LABEL_KIND: cr["kind"],
-        LABEL_NAME: meta["name"],
+        LABEL_NAME: label_value(meta["name"]),
         LABEL_STEP: step,
         LABEL_GENERATION: str(meta.get("generation", 1)),
     }

@@ -5,7 +5,7 @@ import copy
 import uuid
 from typing import Any, Callable
 
-from vlmops_contract.labels import COMPLETION_INDEX_ANNOTATION, LABEL_KIND, LABEL_NAME, LABEL_STEP
+from vlmops_contract.labels import COMPLETION_INDEX_ANNOTATION, LABEL_STEP, parent_of
 from vlmops_contract.result import EXIT_BAD_INPUT
 
 from .. import childstate, mergepatch
@@ -77,8 +77,7 @@ class LocalKube:
         out = []
         for p in sorted((self.wd.root / "state" / "children").glob("*.json")):
             child = read_json(p)
-            labels = child["metadata"].get("labels") or {}
-            if labels.get(LABEL_KIND) != kind or labels.get(LABEL_NAME) != name:
+            if parent_of(child["metadata"]) != (kind, name):
                 continue
             if childstate.state(child).phase not in ("Succeeded", "Failed"):
                 out.append(child)
@@ -88,8 +87,9 @@ class LocalKube:
         """Run a child's pods to completion and record its terminal status and pods."""
         name = child["metadata"]["name"]
         labels = child["metadata"].get("labels") or {}
-        parent = f"{labels.get(LABEL_KIND)}/{labels.get(LABEL_NAME)}"
-        log_dir = self.wd.log_dir(labels.get(LABEL_NAME, "unknown"))
+        kind, cr_name = parent_of(child["metadata"]) or ("?", "unknown")
+        parent = f"{kind}/{cr_name}"
+        log_dir = self.wd.log_dir(cr_name)
         step = labels.get(LABEL_STEP, "?")
         if child["kind"] == "Job":
             spec = child["spec"]
@@ -114,7 +114,7 @@ class LocalKube:
             nodes = sum(int(r.get("replicas") or 1) for r in replicas.values())
             world = nodes * int(child["spec"].get("nprocPerNode") or 1)  # every node's ranks run here
             self.on_event("start", f"{parent}: {step} (torchrun, {world} local ranks)")
-            with _ProgressWatch(self._output_of(labels), lambda msg: self.on_event("progress", f"{parent}: {msg}")):
+            with _ProgressWatch(self._output_of(kind, cr_name), lambda msg: self.on_event("progress", f"{parent}: {msg}")):
                 runs = run_pods(container, [0], 1, log_dir, name, world_size=world)
             child["status"] = _pytorchjob_status(runs[0])
             template_labels = master["template"]["metadata"].get("labels") or {}
@@ -129,10 +129,10 @@ class LocalKube:
             self.on_event("done", f"{parent}: {step} done in {secs:.1f}s")
         return child
 
-    def _output_of(self, labels: dict[str, str]) -> str | None:
+    def _output_of(self, kind_name: str, cr_name: str) -> str | None:
         """The parent CR's output location (where its job writes progress)."""
-        kind = KINDS.get(labels.get(LABEL_KIND, ""))
-        obj = self.get_cr(kind.kind, "", labels.get(LABEL_NAME, "")) if kind else None
+        kind = KINDS.get(kind_name)
+        obj = self.get_cr(kind.kind, "", cr_name) if kind else None
         return kind.outputs(kind.spec.model_validate(obj["spec"]))["output"]["uri"] if obj else None
 
     def delete_child(self, kind: str, namespace: str, name: str) -> None:
