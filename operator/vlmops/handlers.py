@@ -75,6 +75,8 @@ class Operator:
             out = KINDS[kind].outputs(KINDS[kind].spec.model_validate(spec))["output"]["uri"]
         except ValidationError:
             return
+        if not self.ctx.policy.may_read(out):  # never fetch a CR-chosen http:// or file:// address (SSRF)
+            return
         doc = progress.read(out)
         patch = progress.status_patch(doc, dict(status)) if doc else None
         if patch:

@@ -15,6 +15,7 @@ from .api.common import Storage
 from .builders import BuildContext
 from . import liveness
 from .handlers import Operator, configure, register
+from .policy import Policy
 
 
 def load_config(path: str | None) -> BuildContext:
@@ -28,6 +29,7 @@ def load_config(path: str | None) -> BuildContext:
         storage=Storage.model_validate(data["storage"]) if data.get("storage") else None,
         storage_prefix=data.get("storagePrefix") or None,
         service_account=data.get("jobServiceAccount"),
+        policy=Policy.from_config(data.get("policy")),
     )
 
 

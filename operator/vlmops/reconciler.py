@@ -39,6 +39,7 @@ class Snapshot:
     at: str
     spec: Any = None
     problem: str | None = None
+    problem_reason: str = "InvalidSpec"  # or PolicyViolation
     plan: Plan | None = None
     children: dict[str, dict[str, Any] | None] = field(default_factory=dict)  # name -> object; None: absent
     pods: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # step -> its pods
@@ -110,6 +111,10 @@ def observe(kube: KubeAPI, kind: Kind, namespace: str, name: str, ctx: BuildCont
     if relative:
         snap.obj = {**obj, "spec": resolve_uris(obj["spec"], ctx.storage_prefix)}
         snap.spec = kind.spec.model_validate(snap.obj["spec"])
+    violations = ctx.policy.violations(snap.obj.get("spec") or {}, kind.sizes(snap.spec))
+    if violations:
+        snap.problem, snap.problem_reason = "; ".join(violations), "PolicyViolation"
+        return snap
     for c in _older_generations(snap):  # still running? then they are stopped before anything new starts
         snap.children[c["name"]] = kube.get_child(c["kind"], namespace, c["name"])
     inputs = {ref: kube.get_cr(ref[0], namespace, ref[1]) for ref in kind.references(snap.spec)}
@@ -163,7 +168,7 @@ def decide(snap: Snapshot, kind: Kind) -> Decision:
     d = Decision(status=copy.deepcopy(snap.old_status))
     state = _StateSetter(d, kind.done_condition, snap.obj["metadata"].get("generation"), snap.at)
     if snap.problem:
-        return state("Invalid", "InvalidSpec", snap.problem)
+        return state("Invalid", snap.problem_reason, snap.problem)
     stopping = [c for c in _older_generations(snap) if (child := snap.children.get(c["name"])) is not None
                 and childstate.state(child).phase not in ("Succeeded", "Failed")]
     if stopping:

@@ -116,6 +116,9 @@ def test_config_file_loads_into_build_context(all_objs, tmp_path):
         "storage": {"endpointURL": "http://minio.storage:9000", "region": "us-east-1", "secretName": "vlmops-s3"},
         "storagePrefix": "s3://vlm-data/runs",
         "jobServiceAccount": "vlmops-job",
+        "policy": {"imagePrefixes": ["ghcr.io/vlmops/"], "storagePrefixes": ["s3://vlm-data/runs"],
+                   "allowOverrides": ["tolerations", "nodeSelector"], "maxShards": 1024, "maxNodes": 128,
+                   "maxGpus": 1024},
     }
     om = pytest.importorskip("vlmops.operator_main")
     path = tmp_path / "config.yaml"
@@ -125,6 +128,8 @@ def test_config_file_loads_into_build_context(all_objs, tmp_path):
     assert ctx.storage.endpoint_url == "http://minio.storage:9000" and ctx.storage.secret_name == "vlmops-s3"
     assert ctx.service_account == "vlmops-job"
     assert ctx.storage_prefix == "s3://vlm-data/runs"
+    assert ctx.policy.storage_prefixes == ("s3://vlm-data/runs",) and ctx.policy.max_nodes == 128
+    assert ctx.policy.allowed_overrides == {"tolerations", "nodeSelector"}
 
 
 def test_default_config_matches_builder_defaults(default_objs, tmp_path):

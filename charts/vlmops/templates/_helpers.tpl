@@ -153,4 +153,14 @@ storage: null
 {{- end }}
 storagePrefix: {{ if .Values.jobs.storage.prefix }}{{ .Values.jobs.storage.prefix | quote }}{{ else }}null{{ end }}
 jobServiceAccount: {{ if .Values.jobs.serviceAccountName }}{{ .Values.jobs.serviceAccountName | quote }}{{ else }}null{{ end }}
+{{- $p := .Values.policy }}
+{{- $storage := $p.extraStoragePrefixes }}
+{{- if .Values.jobs.storage.prefix }}{{ $storage = prepend $storage .Values.jobs.storage.prefix }}{{ end }}
+policy:
+  imagePrefixes: {{ prepend $p.extraImagePrefixes (printf "%s/" (trimSuffix "/" .Values.jobs.images.registry)) | toJson }}
+  storagePrefixes: {{ if $storage }}{{ $storage | toJson }}{{ else }}null{{ end }}
+  allowOverrides: {{ $p.allowOverrides | toJson }}
+  maxShards: {{ $p.maxShards }}
+  maxNodes: {{ $p.maxNodes }}
+  maxGpus: {{ $p.maxGpus }}
 {{- end -}}

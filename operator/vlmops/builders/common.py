@@ -22,6 +22,7 @@ from vlmops_contract.storage_env import CREDENTIAL_ENV, ENDPOINT_ENV, REGION_ENV
 
 from .. import __version__
 from ..api.common import Storage
+from ..policy import Policy
 MAX_CHILD_NAME = 47  # leaves room for "-master-0"/"-<index>-<rand>" pod and service names (<= 63)
 
 
@@ -38,6 +39,7 @@ class BuildContext:
     storage_prefix: str | None = None  # relative spec locations resolve against it (builders/uris.py)
     service_account: str | None = None
     image_pull_policy: str = "IfNotPresent"
+    policy: Policy = field(default_factory=Policy)  # what CR authors may ask for (checked before building)
 
 
 @dataclass

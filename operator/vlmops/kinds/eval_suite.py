@@ -58,4 +58,5 @@ KIND = Kind(
     api=api.KIND, position=3, build=builder.build, final_step="eval",
     result_keys=("results", "lmmsEvalVersion", "partial", "output"), references=references, finish=finish,
     export_metrics=export_metrics, status_detail=status_detail, report_html=report_html,
+    sizes=lambda spec: [("spec.gpus", spec.gpus, "gpus")],
 )

@@ -56,6 +56,8 @@ class Kind:
     # While Running, the operator mirrors the job's progress document into status on a timer.
     mirrors_progress: bool = False
     report_html: Callable[[dict[str, Any]], str] | None = None  # an extra section in report.html
+    # (field path, value, "shards" | "nodes" | "gpus"): what the platform's size limits apply to
+    sizes: Callable[[Any], list[tuple[str, int, str]]] = lambda spec: []
     plots_loss: bool = False  # the report draws its training loss curve
 
     def __getattr__(self, name: str) -> Any:

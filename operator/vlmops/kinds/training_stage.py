@@ -40,5 +40,6 @@ KIND = Kind(
     api=api.KIND, position=2, build=builder.build, final_step="train",
     result_keys=("progress", "checkpoint", "output", "hf"), references=references, records_job=True,
     outputs=outputs, export_metrics=export_metrics, status_detail=status_detail, mirrors_progress=True,
-    plots_loss=True,
+    plots_loss=True, sizes=lambda spec: [("spec.nodes", spec.nodes, "nodes"),
+                                         ("spec.nodes x spec.gpusPerNode", spec.world_size, "gpus")],
 )
