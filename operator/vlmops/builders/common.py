@@ -152,7 +152,20 @@ def container(name: str, image: str, command: list[str], env: list[k8s.V1EnvVar]
         resources=k8s.V1ResourceRequirements(**resources) if resources else None,
         # The job's result JSON; FallbackToLogsOnError keeps the tail of the log on crashes.
         termination_message_policy="FallbackToLogsOnError",
-        security_context=k8s.V1SecurityContext(allow_privilege_escalation=False),
+        security_context=k8s.V1SecurityContext(allow_privilege_escalation=False,
+                                               capabilities=k8s.V1Capabilities(drop=["ALL"])),
+    )
+
+
+def pod_spec(containers: list[k8s.V1Container], **kw: Any) -> k8s.V1PodSpec:
+    """A job pod that meets Pod Security "restricted": non-root (the job images run as UID 1000),
+    RuntimeDefault seccomp, no service-account token (jobs never call the Kubernetes API)."""
+    return k8s.V1PodSpec(
+        containers=containers,
+        automount_service_account_token=False,
+        security_context=k8s.V1PodSecurityContext(
+            run_as_non_root=True, seccomp_profile=k8s.V1SeccompProfile(type="RuntimeDefault")),
+        **kw,
     )
 
 
@@ -210,10 +223,7 @@ def job(cr: dict[str, Any], spec: Any, step: str, command: list[str], ctx: Build
             )]),
             template=k8s.V1PodTemplateSpec(
                 metadata=k8s.V1ObjectMeta(labels=pod_labels),
-                spec=k8s.V1PodSpec(
-                    restart_policy="Never",
-                    containers=[container("main", image, command, env, ctx, resources)],
-                ),
+                spec=pod_spec([container("main", image, command, env, ctx, resources)], restart_policy="Never"),
             ),
         ),
     )

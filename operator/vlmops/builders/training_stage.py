@@ -9,7 +9,8 @@ from vlmops_contract.stage_checks import IMAGE_CELL
 
 from ..api import packed_dataset, training_stage
 from ..api.training_stage import VLMTrainingStageSpec
-from .common import BuildContext, Plan, Step, apply_pod_overrides, container, flag_args, metadata, storage_env, to_dict
+from .common import (BuildContext, Plan, Step, apply_pod_overrides, container, flag_args, metadata, pod_spec,
+                     storage_env, to_dict)
 from .inputs import Inputs, output_uri, resolve
 
 METRICS_PORT = 9400
@@ -101,8 +102,8 @@ def build(cr: dict[str, Any], spec: VLMTrainingStageSpec, inputs: Inputs, ctx: B
                       resources={"limits": gpu, "requests": gpu})
         c.ports = [k8s.V1ContainerPort(name="metrics", container_port=METRICS_PORT)]
         c.volume_mounts = [k8s.V1VolumeMount(name="dshm", mount_path="/dev/shm")]
-        pod = k8s.V1PodSpec(
-            containers=[c],
+        pod = pod_spec(
+            [c],
             scheduler_name=sched.scheduler_name if sched else None,
             priority_class_name=sched.priority_class_name if sched else None,
             volumes=[k8s.V1Volume(name="dshm", empty_dir=k8s.V1EmptyDirVolumeSource(medium="Memory"))],
