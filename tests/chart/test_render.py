@@ -9,7 +9,7 @@ import yaml
 
 from chart_helpers import ALL_ON, CHART, ROOT, RenderError, find, one
 
-BUILTIN_GROUPS = {"v1", "apps/v1", "rbac.authorization.k8s.io/v1", "apiextensions.k8s.io/v1"}
+BUILTIN_GROUPS = {"v1", "apps/v1", "rbac.authorization.k8s.io/v1", "apiextensions.k8s.io/v1", "networking.k8s.io/v1"}
 K8S_VERSION = "1.31"
 
 
@@ -273,3 +273,25 @@ def test_values_yaml_is_valid_against_schema():
 def test_the_servicemonitor_comes_with_its_service(helm):
     with pytest.raises(RenderError, match="needs monitoring.service.enabled=true"):
         helm.render({"monitoring": {"service": {"enabled": False}, "serviceMonitor": {"enabled": True}}})
+
+
+def test_network_policies_admit_only_the_operators_ports_and_job_pods_among_themselves(helm):
+    import kubernetes_validate
+
+    objs = helm.render({"networkPolicy": {"enabled": True},
+                        "watch": {"allNamespaces": False, "namespaces": ["ml-a", "ml-b"]}})
+    policies = find(objs, "NetworkPolicy")
+    for p in policies:
+        kubernetes_validate.validate(p, K8S_VERSION, strict=True)
+    operator_np = one(objs, "NetworkPolicy", "vlmops-operator")
+    deployment = one(objs, "Deployment", "vlmops")
+    assert operator_np["spec"]["podSelector"]["matchLabels"].items() <= \
+        deployment["spec"]["template"]["metadata"]["labels"].items()
+    assert {port["port"] for rule in operator_np["spec"]["ingress"] for port in rule["ports"]} == {8080, 9090}
+    jobs = [p for p in policies if p["metadata"]["name"] == "vlmops-jobs"]
+    assert sorted(p["metadata"]["namespace"] for p in jobs) == ["ml-a", "ml-b"]
+    for p in jobs:
+        assert p["spec"]["podSelector"]["matchLabels"] == {"app.kubernetes.io/managed-by": "vlmops"}
+        assert p["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"] == {
+            "app.kubernetes.io/managed-by": "vlmops"}
+    assert not find(helm.render({}), "NetworkPolicy")  # opt-in
