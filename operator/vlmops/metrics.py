@@ -27,6 +27,29 @@ TRAIN_MFU = Gauge("vlmops_stage_mfu", "Training MFU (from status)", ["namespace"
 EVAL_SCORE = Gauge("vlmops_eval_score", "lmms-eval metric value", ["namespace", "suite", "task", "metric"])
 EVAL_PASSED = Gauge("vlmops_eval_passed", "Thresholds passed", ["namespace", "suite"])
 
+# Series that belong to one CR (labels namespace + name/suite), with their label names: removed with it.
+PER_CR = [(PACKING_EFFICIENCY, ("namespace", "name")), (PACKING_COMPRESSION, ("namespace", "name")),
+          (BALANCE_SELECTED, ("namespace", "name")), (BALANCE_ENTROPY, ("namespace", "name", "when")),
+          (BALANCE_GINI, ("namespace", "name", "when")), (TRAIN_STEP, ("namespace", "name")),
+          (TRAIN_TOKENS, ("namespace", "name")), (TRAIN_MFU, ("namespace", "name")),
+          (EVAL_SCORE, ("namespace", "suite", "task", "metric")), (EVAL_PASSED, ("namespace", "suite"))]
+
+
+def remove_series(namespace: str, name: str, gauges: tuple) -> None:
+    """Drop the series of the CR `namespace/name` from `gauges` (one kind's: names are unique per kind)."""
+    for gauge, labels in PER_CR:
+        if gauge not in gauges:
+            continue
+        for metric in gauge.collect():
+            for sample in metric.samples:
+                if sample.labels.get("namespace") == namespace and name in (sample.labels.get("name"),
+                                                                            sample.labels.get("suite")):
+                    try:
+                        gauge.remove(*(sample.labels[label] for label in labels))
+                    except KeyError:
+                        pass  # already removed (one series yields several samples on some types)
+
+
 # Exported by the training pods themselves (PodMonitor), see jobs/vlmops_jobs/train.
 JOB_METRICS = [
     "vlmops_train_step", "vlmops_train_total_steps", "vlmops_train_loss", "vlmops_train_tokens_per_second",

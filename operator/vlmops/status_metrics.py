@@ -28,6 +28,7 @@ def observe(obj: dict[str, Any], status: dict[str, Any]) -> None:
 
 
 def forget(kind: str, namespace: str, name: str) -> None:
-    """A deleted CR no longer counts in vlmops_resources."""
+    """A deleted CR no longer counts in vlmops_resources, and its own series go with it."""
     if _PHASES.pop((kind, namespace, name), None) is not None:
         _set_phase_gauges(kind)
+    metrics.remove_series(namespace, name, KINDS[kind].gauges)

@@ -25,6 +25,7 @@ def finish(spec: api.EvalSuiteSpec, status: dict[str, Any]) -> tuple[str, str] |
 
 
 def export_metrics(ns: str, name: str, status: dict[str, Any]) -> None:
+    metrics.remove_series(ns, name, (metrics.EVAL_SCORE,))  # tasks of an older generation must not linger
     for r in status.get("results") or []:
         try:
             metrics.EVAL_SCORE.labels(ns, name, r["task"], r["metric"]).set(float(r["value"]))
@@ -58,5 +59,5 @@ KIND = Kind(
     api=api.KIND, position=3, build=builder.build, final_step="eval",
     result_keys=("results", "lmmsEvalVersion", "partial", "output"), references=references, finish=finish,
     export_metrics=export_metrics, status_detail=status_detail, report_html=report_html,
-    sizes=lambda spec: [("spec.gpus", spec.gpus, "gpus")],
+    sizes=lambda spec: [("spec.gpus", spec.gpus, "gpus")], gauges=(metrics.EVAL_SCORE, metrics.EVAL_PASSED),
 )

@@ -52,6 +52,7 @@ class Kind:
     # Fields derived once every step succeeded; returns (reason, message) when the CR fails anyway.
     finish: Callable[[Any, dict[str, Any]], tuple[str, str] | None] = _nothing
     export_metrics: Callable[[str, str, dict[str, Any]], None] = _nothing  # (namespace, name, status)
+    gauges: tuple = ()  # the per-CR gauges export_metrics sets (removed with the CR)
     status_detail: Callable[[dict[str, Any]], str] = _no_detail  # one line for `vlmops status`
     # While Running, the operator mirrors the job's progress document into status on a timer.
     mirrors_progress: bool = False

@@ -28,4 +28,5 @@ KIND = Kind(
     api=api.KIND, position=1, build=builder.build, final_step="finalize", result_keys=("stats", "output"),
     references=references, shard_progress_steps=("lengths", "write"), export_metrics=export_metrics,
     status_detail=status_detail, sizes=lambda spec: [("spec.shards", spec.shards, "shards")],
+    gauges=(metrics.PACKING_EFFICIENCY, metrics.PACKING_COMPRESSION),
 )

@@ -42,4 +42,5 @@ KIND = Kind(
     outputs=outputs, export_metrics=export_metrics, status_detail=status_detail, mirrors_progress=True,
     plots_loss=True, sizes=lambda spec: [("spec.nodes", spec.nodes, "nodes"),
                                          ("spec.nodes x spec.gpusPerNode", spec.world_size, "gpus")],
+    gauges=(metrics.TRAIN_STEP, metrics.TRAIN_TOKENS, metrics.TRAIN_MFU),
 )
