@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import defaultdict
-from typing import Any
+from typing import Any, Callable
 
 import kopf
 from pydantic import ValidationError
@@ -24,7 +24,7 @@ from vlmops_contract.labels import MANAGED_BY, MANAGED_BY_LABEL, parent_of
 from . import progress, status_metrics
 from .builders import BuildContext
 from .builders.inputs import is_done
-from .kinds import KINDS
+from .kinds import KINDS, Kind
 from .kube import Kube
 from .liveness import ReconcileClock
 from .reconciler import reconcile
@@ -83,17 +83,30 @@ class Operator:
             with self._lock(kind, namespace, name):
                 self.kube.patch_cr_status(kind, namespace, name, patch)
 
-    def dependents(self, kind: str, namespace: str, name: str) -> list[tuple[str, str]]:
-        found = []
-        for other in KINDS.values():
-            for obj in self.kube.list_crs(other.kind, namespace):
-                try:
-                    spec = other.spec.model_validate(obj.get("spec") or {})
-                except ValidationError:
-                    continue
-                if (kind, name) in other.references(spec):
-                    found.append((other.kind, obj["metadata"]["name"]))
-        return found
+
+
+def references_index(kind: Kind) -> Callable[..., dict[tuple[str, str, str], tuple[str, str]]]:
+    """A kopf index of what each CR of `kind` reads: (namespace, input kind, input name) -> (kind, name).
+    Kept current from the watch stream, so finding an input's dependents lists nothing (the cost of
+    an event does not grow with the number of CRs)."""
+    def index(namespace: str, name: str, spec: Any, **_: Any) -> dict[tuple[str, str, str], tuple[str, str]]:
+        try:
+            refs = kind.references(kind.spec.model_validate(dict(spec or {})))
+        except ValidationError:
+            return {}
+        return {(namespace, ref_kind, ref_name): (kind.kind, name) for ref_kind, ref_name in refs}
+
+    return index
+
+
+def dependents(indices: dict[str, Any], kind: str, namespace: str, name: str) -> list[tuple[str, str]]:
+    """(kind, name) of every CR that reads `kind/name`, from the reference indices."""
+    key = (namespace, kind, name)
+    return sorted({dep for index in indices.values() if key in index for dep in index[key]})
+
+
+def _index_id(kind: Kind) -> str:
+    return f"references_{kind.short}"  # also the handlers' keyword argument (an identifier)
 
 
 def register(op: Operator, registry: kopf.OperatorRegistry | None = None) -> kopf.OperatorRegistry:
@@ -118,8 +131,10 @@ def register(op: Operator, registry: kopf.OperatorRegistry | None = None) -> kop
                    id=f"resync-{kind.short}", registry=registry,
                    when=lambda body, _done=kind.done_condition, **_: not is_done(dict(body), _done))(resync)
 
+        kopf.index(GROUP, VERSION, kind.plural, id=_index_id(kind), registry=registry)(references_index(kind))
+
         def inputs_changed(event: dict[str, Any], body: Any, namespace: str, name: str, _kind: str = kind.kind,
-                           **_: Any) -> None:
+                           **kwargs: Any) -> None:
             if event.get("type") == "DELETED":
                 status_metrics.forget(_kind, namespace, name)
                 return
@@ -129,7 +144,8 @@ def register(op: Operator, registry: kopf.OperatorRegistry | None = None) -> kop
             # other change of an input (progress, our own status patches) cannot unblock them.
             if not is_done(dict(body), KINDS[_kind].done_condition):
                 return
-            for dep_kind, dep_name in op.dependents(_kind, namespace, name):
+            indices = {k.kind: kwargs[_index_id(k)] for k in KINDS.values()}
+            for dep_kind, dep_name in dependents(indices, _kind, namespace, name):
                 op.reconcile(dep_kind, namespace, dep_name)
 
         kopf.on.event(GROUP, VERSION, kind.plural, id=f"dependents-{kind.short}", registry=registry)(inputs_changed)

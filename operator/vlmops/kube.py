@@ -87,10 +87,6 @@ class Kube:
     def get_cr(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
         return self._get(self.custom.get_namespaced_custom_object, GROUP, VERSION, namespace, KINDS[kind].plural, name)
 
-    def list_crs(self, kind: str, namespace: str) -> list[dict[str, Any]]:
-        data = self._get(self.custom.list_namespaced_custom_object, GROUP, VERSION, namespace, KINDS[kind].plural)
-        return (data or {}).get("items") or []
-
     def patch_cr_status(self, kind: str, namespace: str, name: str, patch: dict[str, Any]) -> None:
         API_WRITES.labels(verb="patch", resource=f"{KINDS[kind].plural}/status").inc()
         self.custom.patch_namespaced_custom_object_status(

@@ -21,8 +21,6 @@ class CreateRefused(Exception):
 class KubeAPI(Protocol):
     def get_cr(self, kind: str, namespace: str, name: str) -> Obj | None: ...
 
-    def list_crs(self, kind: str, namespace: str) -> list[Obj]: ...
-
     def patch_cr_status(self, kind: str, namespace: str, name: str, patch: Obj) -> None:
         """Apply a JSON merge patch to the CR's status subresource."""
 

@@ -13,7 +13,7 @@ PLURALS = ["balancedcorpora", "packeddatasets", "vlmtrainingstages", "evalsuites
 
 # (apiGroup, resource, verb, scope): scope "ns" = in each watched namespace, "cluster" = cluster-scoped.
 REQUIRED_PERMISSIONS: list[tuple[str, str, str, str]] = [
-    # kube.py: get_cr, list_crs, patch_cr_status
+    # kube.py: get_cr, patch_cr_status; kopf: list (its watches and the reference indices)
     *[("vlmops.dev", p, v, "ns") for p in PLURALS for v in ("get", "list")],
     *[("vlmops.dev", f"{p}/status", "patch", "ns") for p in PLURALS],
     # admission (OwnerReferencesPermissionEnforcement): children block their owner's deletion

@@ -23,9 +23,6 @@ class FakeKube:
     def get_cr(self, kind, namespace, name):
         return copy.deepcopy(self.crs.get((kind, name)))
 
-    def list_crs(self, kind, namespace):
-        return [copy.deepcopy(o) for (k, _), o in self.crs.items() if k == kind]
-
     def patch_cr_status(self, kind, namespace, name, patch):
         self.writes.append(("patch-status", name))
         obj = self.crs[(kind, name)]

@@ -27,9 +27,6 @@ class LocalKube:
         p = self.wd.cr_path(kind, name)
         return read_json(p) if p.exists() else None
 
-    def list_crs(self, kind: str, namespace: str) -> list[dict[str, Any]]:
-        return [o for o in self.wd.crs() if o["kind"] == kind]
-
     def put_cr(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Apply a CR: a changed spec bumps metadata.generation, like the API server."""
         old = self.get_cr(obj["kind"], obj["metadata"]["namespace"], obj["metadata"]["name"])
