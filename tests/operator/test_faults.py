@@ -113,3 +113,20 @@ def test_a_spec_change_mid_run_deletes_the_running_generation_before_the_next_st
     c.finish(g2)
     wait_for(lambda: _phase(c, "edited") == "Succeeded", timeout=WITHIN, what="generation 2 Succeeded")
     assert c.get("EvalSuite", "edited")["status"]["observedGeneration"] == 2
+
+
+def test_an_operator_killed_between_creating_a_child_and_patching_status_resumes_without_a_duplicate(
+        api_client, emulator, fault_operator):
+    c = Cluster(api_client, NS)
+    # the first status patch hangs, then fails (a hung call that would write later would be a different fault)
+    stuck = emulator.inject("PATCH", r"/evalsuites/killed/status$", delay=2.0, status=500)
+    c.create(_eval_suite("killed"))
+    wait_for(lambda: stuck.hits == 1, timeout=WITHIN, what="the hanging status patch")
+    assert len(_children(c, "killed")) == 1 and not c.get("EvalSuite", "killed").get("status")
+    fault_operator.kill()  # SIGKILL right after the create, before any status was written
+    fault_operator.start()
+    wait_for(lambda: _phase(c, "killed") == "Running", timeout=WITHIN, what="status written by the new process")
+    (child,) = _children(c, "killed")  # found by its deterministic name, not created again
+    c.finish(child)
+    wait_for(lambda: _phase(c, "killed") == "Succeeded", timeout=WITHIN, what="Succeeded")
+    assert len(_children(c, "killed")) == 1
