@@ -102,7 +102,8 @@ def _cmd_operator(args: argparse.Namespace) -> int:
 
     run(args.namespace or [], args.all_namespaces, args.metrics_port, args.health_port, args.config,
         args.watch_timeout, resync_interval=args.resync_interval, api_timeout=args.api_timeout,
-        stall_after=args.stall_after)
+        stall_after=args.stall_after, leader_election_namespace=args.leader_election_namespace,
+        leader_election_id=args.leader_election_id, lease_duration=args.lease_duration)
     return 0
 
 
@@ -147,6 +148,10 @@ def main(argv: list[str] | None = None) -> int:
     o.add_argument("--api-timeout", type=float, default=30.0, help="seconds before any API call is abandoned")
     o.add_argument("--stall-after", type=float, default=300.0,
                    help="/healthz fails when reconciles wait and none finished for this many seconds")
+    o.add_argument("--leader-election-namespace", default=None,
+                   help="hold a Lease in this namespace before reconciling (several replicas: one active)")
+    o.add_argument("--leader-election-id", default="vlmops-operator", help="the Lease's name")
+    o.add_argument("--lease-duration", type=int, default=15, help="seconds a leader's Lease lasts unrenewed (>= 3)")
     o.set_defaults(fn=_cmd_operator)
 
     e = sub.add_parser("eval", help="evaluation helpers")

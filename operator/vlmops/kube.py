@@ -44,6 +44,8 @@ REQUIRED_PERMISSIONS: list[dict[str, Any]] = [
     *_perms("", "pods", ("list",), "job results from terminated containers' termination messages"),
     *_perms("", "events", ("create",), "Kubernetes Events on transitions"),
     *_perms("", "namespaces", ("list", "watch"), "kopf: namespace observation", scope="cluster"),
+    *_perms("coordination.k8s.io", "leases", ("get", "create", "update"),
+            "leader election among replicas (the chart's --leader-election-namespace)", scope="release"),
     *_perms("apiextensions.k8s.io", "customresourcedefinitions", ("list", "watch"),
             "kopf: resource observation (optional for kopf; discovery works without it)", scope="cluster"),
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from prometheus_client import start_http_server
 
 from .api.common import Storage
 from .builders import BuildContext
-from . import liveness
+from . import leader, liveness
 from .handlers import Operator, configure, register
 from .policy import Policy
 
@@ -35,7 +36,8 @@ def load_config(path: str | None) -> BuildContext:
 
 def run(namespaces: list[str], all_namespaces: bool, metrics_port: int, health_port: int,
         config: str | None, watch_timeout: float | None = None, resync_interval: float = 60.0,
-        api_timeout: float = 30.0, stall_after: float = 300.0) -> None:
+        api_timeout: float = 30.0, stall_after: float = 300.0, leader_election_namespace: str | None = None,
+        leader_election_id: str = "vlmops-operator", lease_duration: int = 15) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     ctx = load_config(config)
     if ctx.storage:  # the progress timer reads progress.json with the same storage defaults as jobs
@@ -45,6 +47,19 @@ def run(namespaces: list[str], all_namespaces: bool, metrics_port: int, health_p
             os.environ.setdefault("AWS_REGION", ctx.storage.region)
     registry = kopf.OperatorRegistry()
     op = Operator(ctx, resync_interval=resync_interval, api_timeout=api_timeout, stall_after=stall_after)
+    if health_port:
+        liveness.serve(health_port, op.clock)  # before the election: a waiting follower is alive too
+    if leader_election_namespace:
+        from kubernetes import config as kube_config
+
+        try:
+            kube_config.load_incluster_config()
+        except kube_config.ConfigException:
+            kube_config.load_kube_config()
+        identity = os.environ.get("POD_NAME") or f"{socket.gethostname()}-{os.getpid()}"
+        leader.wait_until_leading(leader_election_namespace, leader_election_id, identity,
+                                  lease_duration=lease_duration, renew_deadline=max(2, lease_duration * 2 // 3),
+                                  retry_period=max(1, lease_duration // 7))
     register(op, registry)
 
     # A private registry does not carry kopf's default login handlers: without this the operator
@@ -59,8 +74,6 @@ def run(namespaces: list[str], all_namespaces: bool, metrics_port: int, health_p
         configure(settings, watch_timeout, api_timeout)
         if metrics_port:
             start_http_server(metrics_port)
-        if health_port:
-            liveness.serve(health_port, op.clock)
 
     asyncio.run(kopf.operator(
         registry=registry,

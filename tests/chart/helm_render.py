@@ -39,6 +39,7 @@ RESOURCES = [
     ("rbac.authorization.k8s.io/v1/rolebindings", "RoleBinding", True),
     ("apiextensions.k8s.io/v1/customresourcedefinitions", "CustomResourceDefinition", False),
     ("networking.k8s.io/v1/networkpolicies", "NetworkPolicy", True),
+    ("policy/v1/poddisruptionbudgets", "PodDisruptionBudget", True),
     ("monitoring.coreos.com/v1/servicemonitors", "ServiceMonitor", True),
     ("monitoring.coreos.com/v1/podmonitors", "PodMonitor", True),
     ("monitoring.coreos.com/v1/prometheusrules", "PrometheusRule", True),

@@ -11,7 +11,8 @@ from chart_helpers import find, one
 
 PLURALS = ["balancedcorpora", "packeddatasets", "vlmtrainingstages", "evalsuites"]
 
-# (apiGroup, resource, verb, scope): scope "ns" = in each watched namespace, "cluster" = cluster-scoped.
+# (apiGroup, resource, verb, scope): scope "ns" = in each watched namespace, "cluster" = cluster-scoped,
+# "release" = the release namespace only (the leader-election Lease).
 REQUIRED_PERMISSIONS: list[tuple[str, str, str, str]] = [
     # kube.py: get_cr, patch_cr_status; kopf: list (its watches and the reference indices)
     *[("vlmops.dev", p, v, "ns") for p in PLURALS for v in ("get", "list")],
@@ -31,6 +32,7 @@ REQUIRED_PERMISSIONS: list[tuple[str, str, str, str]] = [
     ("", "namespaces", "watch", "cluster"),
     ("apiextensions.k8s.io", "customresourcedefinitions", "list", "cluster"),
     ("apiextensions.k8s.io", "customresourcedefinitions", "watch", "cluster"),
+    *[("coordination.k8s.io", "leases", v, "release") for v in ("get", "create", "update")],
 ]
 
 
@@ -88,11 +90,18 @@ def _sa(objs):
     return dep["spec"]["template"]["spec"]["serviceAccountName"], dep["metadata"]["namespace"]
 
 
+def _missing(objs, sa: str, ns: str, namespace: str | None) -> list:
+    """Required permissions not granted where they are needed: `namespace` (None: cluster-wide) for
+    the "ns" and "cluster" ones, the release namespace for the "release" ones."""
+    rules, release = bound_rules(objs, sa, ns, namespace), bound_rules(objs, sa, ns, ns)
+    return [p for p in required_permissions() if not allows(release if p[3] == "release" else rules, *p[:3])]
+
+
 def test_cluster_wide_mode_covers_every_call(default_objs):
     sa, ns = _sa(default_objs)
-    rules = bound_rules(default_objs, sa, ns, None)
-    missing = [p for p in required_permissions() if not allows(rules, *p[:3])]
+    missing = _missing(default_objs, sa, ns, None)
     assert not missing, f"chart RBAC misses: {missing}"
+    assert not allows(bound_rules(default_objs, sa, ns, None), "coordination.k8s.io", "leases", "update")
 
 
 def test_namespaced_mode_covers_every_call_in_each_namespace_only(helm):
@@ -100,8 +109,7 @@ def test_namespaced_mode_covers_every_call_in_each_namespace_only(helm):
     sa, ns = _sa(objs)
     cluster_rules = bound_rules(objs, sa, ns, None)
     for watched in ("ml-a", "ml-b"):
-        rules = bound_rules(objs, sa, ns, watched)
-        missing = [p for p in required_permissions() if not allows(rules, *p[:3])]
+        missing = _missing(objs, sa, ns, watched)
         assert not missing, f"{watched}: chart RBAC misses {missing}"
     # least privilege: namespaced permissions are not granted cluster-wide, nor in other namespaces
     for group, resource, verb, scope in required_permissions():

@@ -9,7 +9,8 @@ import yaml
 
 from chart_helpers import ALL_ON, CHART, ROOT, RenderError, find, one
 
-BUILTIN_GROUPS = {"v1", "apps/v1", "rbac.authorization.k8s.io/v1", "apiextensions.k8s.io/v1", "networking.k8s.io/v1"}
+BUILTIN_GROUPS = {"v1", "apps/v1", "rbac.authorization.k8s.io/v1", "apiextensions.k8s.io/v1", "networking.k8s.io/v1",
+                  "policy/v1"}
 K8S_VERSION = "1.31"
 
 
@@ -44,6 +45,7 @@ def test_the_default_render_holds_exactly_the_expected_objects(default_objs):
         ("ServiceAccount", "vlmops"), ("ConfigMap", "vlmops-config"), ("Deployment", "vlmops"),
         ("Service", "vlmops-metrics"),
         ("ClusterRole", "vlmops-operator"), ("ClusterRoleBinding", "vlmops-operator"),
+        ("Role", "vlmops-leader-election"), ("RoleBinding", "vlmops-leader-election"),
         ("ClusterRole", "vlmops-edit"), ("ClusterRole", "vlmops-view"),
         ("CustomResourceDefinition", "balancedcorpora.vlmops.dev"),
         ("CustomResourceDefinition", "packeddatasets.vlmops.dev"),
@@ -87,7 +89,8 @@ def test_command_line_matches_operator_cli(helm, default_objs, monkeypatch):
     assert command == ["vlmops"]
     assert args == ["operator", "--all-namespaces", "--metrics-port", "9090", "--health-port", "8080",
                     "--config", "/etc/vlmops/config.yaml", "--resync-interval", "60", "--api-timeout", "30",
-                    "--stall-after", "300"]
+                    "--stall-after", "300", "--leader-election-namespace", "vlmops-system",
+                    "--leader-election-id", "vlmops"]
     _, ns_args = _operator_args(helm.render({"watch": {"allNamespaces": False, "namespaces": ["ml-a", "ml-b"]}}))
     assert ns_args[:5] == ["operator", "--namespace", "ml-a", "--namespace", "ml-b"]
     _, rel_args = _operator_args(helm.render({"watch": {"allNamespaces": False}}, namespace="team-x"))
@@ -103,7 +106,9 @@ def test_command_line_matches_operator_cli(helm, default_objs, monkeypatch):
     recorded = {}
     monkeypatch.setattr(om, "run", lambda *a, **kw: recorded.update(kw))
     cli.main(args)
-    assert recorded == {"resync_interval": 60.0, "api_timeout": 30.0, "stall_after": 300.0}
+    assert recorded == {"resync_interval": 60.0, "api_timeout": 30.0, "stall_after": 300.0,
+                        "leader_election_namespace": "vlmops-system", "leader_election_id": "vlmops",
+                        "lease_duration": 15}
     assert calls[1][:5] == (["ml-a", "ml-b"], False, 9090, 8080, "/etc/vlmops/config.yaml")
 
 
@@ -295,3 +300,13 @@ def test_network_policies_admit_only_the_operators_ports_and_job_pods_among_them
         assert p["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"] == {
             "app.kubernetes.io/managed-by": "vlmops"}
     assert not find(helm.render({}), "NetworkPolicy")  # opt-in
+
+
+def test_two_replicas_get_a_disruption_budget_and_a_rolling_update(helm):
+    objs = helm.render({"operator": {"replicas": 2}})
+    deployment = one(objs, "Deployment", "vlmops")
+    assert deployment["spec"]["replicas"] == 2 and deployment["spec"]["strategy"]["type"] == "RollingUpdate"
+    pdb = one(objs, "PodDisruptionBudget", "vlmops")
+    assert pdb["spec"]["minAvailable"] == 1
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    assert not find(helm.render({}), "PodDisruptionBudget")

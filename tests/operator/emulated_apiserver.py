@@ -62,6 +62,7 @@ CORE_RESOURCES = [
     ("v1/configmaps", "ConfigMap", True, ["cm"], False),
     ("batch/v1/jobs", "Job", True, [], True),
     ("kubeflow.org/v1/pytorchjobs", "PyTorchJob", True, [], True),
+    ("coordination.k8s.io/v1/leases", "Lease", True, [], False),
 ]
 VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]
 

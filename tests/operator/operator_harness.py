@@ -18,6 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
 TEST_UA = "vlmops-tests"
 NAMESPACES = ["vlm", "fail", "bad", "smoke"]
 FAULTS_NAMESPACE = "faults"  # watched by the fault tests' own operator (its log may hold injected errors)
+LEADER_NAMESPACE = "leader"  # watched by the leader-election test's two replicas
 # Short enough for the fault tests to wait on, long enough not to load a 2-core machine.
 RESYNC_SECONDS = 3.0
 API_TIMEOUT_SECONDS = 3.0
@@ -48,8 +49,10 @@ def free_port() -> int:
 class OperatorProcess:
     """The real operator as a subprocess; restartable; logs kept for failure messages."""
 
-    def __init__(self, kubeconfig_path: Path, log_dir: Path, namespaces: list[str], watch_timeout: float = 2.0):
+    def __init__(self, kubeconfig_path: Path, log_dir: Path, namespaces: list[str], watch_timeout: float = 2.0,
+                 extra_args: list[str] | None = None):
         self.kubeconfig_path, self.log_dir, self.namespaces = kubeconfig_path, log_dir, namespaces
+        self.extra_args = list(extra_args or [])
         self.watch_timeout = watch_timeout
         self.proc: subprocess.Popen | None = None
         self.metrics_port = free_port()
@@ -73,6 +76,7 @@ class OperatorProcess:
                "--api-timeout", str(API_TIMEOUT_SECONDS)]
         for ns in self.namespaces:
             cmd += ["--namespace", ns]
+        cmd += self.extra_args
         self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen(cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT, cwd=str(REPO))
         atexit.register(self.stop)  # even when pytest itself is interrupted
