@@ -1,0 +1,107 @@
+"""Operator scale on the project's API-server emulator: N EvalSuites (one Job each), the real operator
+process. Reports, for each N: API requests per CR until all are started, time to all-started, the
+operator's peak RSS, writes during a steady state once all are finished (must be 0), and the restart
+time with N finished CRs; and the restart-time ratio between the largest and smallest N (linear
+growth gives about N_max/N_min; quadratic growth would be its square).
+
+    make vlmops ... or: PYTHONPATH=operator:jobs python benchmarks/operator/operator_scale.py --sizes 100 1000
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests" / "operator"))  # the emulator and harness the tests use
+
+from emulated_apiserver import EmulatorServer, kubeconfig  # noqa: E402
+from operator_harness import TEST_UA, OperatorProcess, crd_docs, wait_for  # noqa: E402
+from pipeline_driver import Cluster  # noqa: E402
+
+
+def _eval_suite(ns: str, i: int) -> dict:
+    return {"apiVersion": "vlmops.dev/v1alpha1", "kind": "EvalSuite", "metadata": {"name": f"e{i:05d}", "namespace": ns},
+            "spec": {"model": {"checkpoint": "s3://models/ckpt"}, "lmmsEval": {"tasks": ["mmmu_val"]},
+                     "output": {"uri": f"s3://evals/e{i:05d}"}}}
+
+
+def _peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _operator_records(srv: EmulatorServer, since: float) -> list:
+    return [r for r in srv.records() if r.at >= since and not r.user_agent.startswith(TEST_UA)]
+
+
+def _quiet_since(srv: EmulatorServer, quiet: float) -> bool:
+    """No operator request (watches aside) in the last `quiet` seconds."""
+    recent = [r for r in _operator_records(srv, time.time() - quiet) if "watch=" not in r.query]
+    return not recent
+
+
+def run(n: int, steady_seconds: float, timeout: float) -> dict:
+    ns = "scale"
+    srv = EmulatorServer(crd_docs(), namespaces=["default", ns]).start()
+    work = Path(tempfile.mkdtemp(prefix="vlmops-scale-"))
+    (work / "config").write_text(kubeconfig(srv.url, ns))
+    from kubernetes import client, config
+
+    cfg = client.Configuration()
+    config.load_kube_config(config_file=str(work / "config"), client_configuration=cfg)
+    api = client.ApiClient(cfg)
+    api.user_agent = TEST_UA
+    c = Cluster(api, ns)
+    op = OperatorProcess(work / "config", work, [ns], watch_timeout=30.0).start()
+    try:
+        t0 = time.time()
+        for i in range(n):
+            c.create(_eval_suite(ns, i))
+        wait_for(lambda: len(c.children()) >= n, timeout=timeout, interval=1.0, what=f"{n} children")
+        started = time.time() - t0
+        requests = len(_operator_records(srv, t0))
+        for child in c.children():
+            c.finish(child)
+        wait_for(lambda: c.all_done(), timeout=timeout, interval=1.0, what="every CR Succeeded")
+        wait_for(lambda: _quiet_since(srv, 3.0), timeout=timeout, interval=1.0, what="the operator to settle")
+        steady_from = time.time()
+        time.sleep(steady_seconds)
+        writes = sum(r.is_write for r in _operator_records(srv, steady_from))
+        rss = _peak_rss_mib(op.proc.pid)
+        op.stop()
+        t1 = time.time()
+        op.start(timeout=timeout)
+        wait_for(lambda: _quiet_since(srv, 3.0), timeout=timeout, interval=1.0, what="the restarted operator to settle")
+        restart = time.time() - t1 - 3.0
+        restart_writes = sum(r.is_write for r in _operator_records(srv, t1))
+    finally:
+        op.stop()
+        srv.stop()
+    return {"crs": n, "requestsPerCrToStart": round(requests / n, 2), "secondsToAllStarted": round(started, 1),
+            "peakRssMiB": round(rss, 1), f"writesIn{int(steady_seconds)}sSteady": writes,
+            "restartSeconds": round(restart, 1), "writesAfterRestart": restart_writes}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[100, 1000])
+    ap.add_argument("--steady-seconds", type=float, default=30.0)
+    ap.add_argument("--timeout", type=float, default=1800.0)
+    a = ap.parse_args()
+    rows = [run(n, a.steady_seconds, a.timeout) for n in a.sizes]
+    for row in rows:
+        print(json.dumps(row))
+    lo, hi = rows[0], rows[-1]
+    if hi["crs"] > lo["crs"]:
+        print(json.dumps({"restartRatio": round(hi["restartSeconds"] / max(lo["restartSeconds"], 0.1), 2),
+                          "sizeRatio": hi["crs"] / lo["crs"]}))
+
+
+if __name__ == "__main__":
+    main()
