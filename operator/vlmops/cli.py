@@ -41,6 +41,15 @@ def _load(args: argparse.Namespace):
 def _cmd_validate(args: argparse.Namespace) -> int:
     from .manifests import validate
 
+    policy = None
+    if args.config:  # the operator's config (the chart's ConfigMap): its tenancy policy applies too
+        from .operator_main import load_config
+
+        if not Path(args.config).exists():
+            print(f"error: --config {args.config}: no such file", file=sys.stderr)
+            return 2
+        policy = load_config(args.config).policy
+
     docs = _load(args)
     if docs is None:
         return 2
@@ -49,7 +58,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         return 2
     bad = 0
     for d in docs:
-        errs = validate(d)
+        errs = validate(d, policy)
         label = f"{d.obj.get('kind')}/{(d.obj.get('metadata') or {}).get('name')} ({d.source})"
         if errs:
             bad += 1
@@ -128,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
 
     v = sub.add_parser("validate", help="check CRs against the CRD schemas and cross-field rules")
     v.add_argument("-f", "--file", action="append", required=True, help="file or directory (repeatable)")
+    v.add_argument("--config", default=None,
+                   help="the operator's config.yaml (chart ConfigMap): also check the cluster's policy")
     v.set_defaults(fn=_cmd_validate)
 
     r = sub.add_parser("render", help="print the child manifests the operator would create")

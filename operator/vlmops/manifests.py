@@ -14,6 +14,7 @@ from vlmops_contract.api import API_VERSION
 
 from .crdgen import crd
 from .kinds import KINDS
+from .policy import Policy
 from .api.errors import format_validation_error
 
 
@@ -65,8 +66,8 @@ def _validator(kind: str) -> jsonschema.Draft4Validator:
     return jsonschema.Draft4Validator(schema)  # OpenAPI v3 numeric bounds follow draft 4
 
 
-def validate(doc: Doc) -> list[str]:
-    """Every problem with a CR, each as `field.path: message`."""
+def validate(doc: Doc, policy: Policy | None = None) -> list[str]:
+    """Every problem with a CR, each as `field.path: message` (with `policy`: the cluster's too)."""
     obj = doc.obj
     errors: list[str] = []
     if obj.get("apiVersion") != API_VERSION:
@@ -79,12 +80,16 @@ def validate(doc: Doc) -> list[str]:
     for e in sorted(_validator(obj["kind"]).iter_errors(obj), key=lambda e: list(e.absolute_path)):
         path = ".".join(str(p) for p in e.absolute_path) or "(root)"
         errors.append(f"{path}: {e.message}")
+    kind = KINDS[obj["kind"]]
     try:
-        KINDS[obj["kind"]].spec.model_validate(obj.get("spec") or {})
+        spec = kind.spec.model_validate(obj.get("spec") or {})
     except ValidationError as e:
         for line in format_validation_error(e).split("; "):
             if not any(line.split(":")[0] == other.split(":")[0] for other in errors):
                 errors.append(line)
+        return errors
+    if policy is not None:
+        errors += policy.violations(obj.get("spec") or {}, kind.sizes(spec))
     return errors
 
 

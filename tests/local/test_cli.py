@@ -99,3 +99,13 @@ def test_eval_compare_answers_help_and_reports_bad_input_as_the_job_does():
     assert r.returncode == 0 and "--reference" in r.stdout, r.stderr
     r = vlmops("eval", "compare", "ref:llava-ov-1.5-400b", "ref:llava-ov-1.5-8b")
     assert r.returncode == 2 and r.stderr.strip().startswith("error:"), r.stderr
+
+
+def test_validate_with_the_operators_config_applies_the_clusters_policy(tmp_path):
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"policy": {"maxShards": 64, "maxNodes": 8, "maxGpus": 64}}))
+    r = vlmops("validate", "-f", "examples/llava-ov-1.5/", "--config", str(config))
+    assert r.returncode == 1
+    assert "spec.nodes: 16 nodes exceed this cluster's limit of 8 (chart value policy.maxNodes)" in r.stdout
+    assert vlmops("validate", "-f", "examples/llava-ov-1.5/").returncode == 0
+    assert vlmops("validate", "-f", "examples/llava-ov-1.5/", "--config", str(tmp_path / "nope")).returncode == 2
