@@ -1,7 +1,7 @@
 """Operator scale on the project's API-server emulator: N EvalSuites (one Job each), the real operator
 process. Reports, for each N: API requests per CR until all are started, time to all-started, the
 operator's peak RSS, writes during a steady state once all are finished (must be 0), and the restart
-time with N finished CRs; and the restart-time ratio between the largest and smallest N (linear
+time with N finished CRs (stop to every CR reconciled by the new process); and the restart-time ratio between the largest and smallest N (linear
 growth gives about N_max/N_min; quadratic growth would be its square).
 
     make vlmops ... or: PYTHONPATH=operator:jobs python benchmarks/operator/operator_scale.py --sizes 100 1000
@@ -38,6 +38,12 @@ def _peak_rss_mib(pid: int) -> float:
 
 def _operator_records(srv: EmulatorServer, since: float) -> list:
     return [r for r in srv.records() if r.at >= since and not r.user_agent.startswith(TEST_UA)]
+
+
+def _crs_reconciled(srv: EmulatorServer, since: float) -> set[str]:
+    """The CRs the operator read one by one (each reconcile starts with a GET of its CR)."""
+    return {r.path.rsplit("/", 1)[-1] for r in _operator_records(srv, since)
+            if r.method == "GET" and "/evalsuites/" in r.path and "watch=" not in r.query}
 
 
 def _quiet_since(srv: EmulatorServer, quiet: float) -> bool:
@@ -77,8 +83,10 @@ def run(n: int, steady_seconds: float, timeout: float) -> dict:
         op.stop()
         t1 = time.time()
         op.start(timeout=timeout)
+        # resumed = every CR read by a reconcile of the new process, then nothing more to do
+        wait_for(lambda: len(_crs_reconciled(srv, t1)) >= n, timeout=timeout, interval=0.5, what="every CR resumed")
+        restart = time.time() - t1
         wait_for(lambda: _quiet_since(srv, 3.0), timeout=timeout, interval=1.0, what="the restarted operator to settle")
-        restart = time.time() - t1 - 3.0
         restart_writes = sum(r.is_write for r in _operator_records(srv, t1))
     finally:
         op.stop()

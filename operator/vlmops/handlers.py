@@ -122,14 +122,11 @@ def register(op: Operator, registry: kopf.OperatorRegistry | None = None) -> kop
         kopf.on.update(GROUP, VERSION, kind.plural, field="spec", id=f"reconcile-{kind.short}",
                        registry=registry, backoff=op.retry_backoff)(own)
 
-        def resync(namespace: str, name: str, _kind: str = kind.kind, **_: Any) -> None:
-            op.reconcile(_kind, namespace, name)
-
         # Level-triggered for real: a lost event, a failed status patch or a child deleted by hand is
         # noticed within one interval; a pass that changes nothing writes nothing.
         kopf.timer(GROUP, VERSION, kind.plural, interval=op.resync_interval, initial_delay=op.resync_interval,
                    id=f"resync-{kind.short}", registry=registry,
-                   when=lambda body, _done=kind.done_condition, **_: not is_done(dict(body), _done))(resync)
+                   when=lambda body, _done=kind.done_condition, **_: not is_done(dict(body), _done))(own)
 
         kopf.index(GROUP, VERSION, kind.plural, id=_index_id(kind), registry=registry)(references_index(kind))
 

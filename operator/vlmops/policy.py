@@ -60,7 +60,9 @@ class Policy:
                 yield f"{path}: not allowed on this cluster (chart value policy.allowOverrides)"
 
     def _location_problems(self, spec: dict[str, Any]) -> Iterator[str]:
-        for path, uri in _locations(spec):
+        from .builders.uris import locations  # (builders' context holds a Policy: imported late)
+
+        for path, uri in locations(spec):
             if problem := _location_problem(uri, self.storage_prefixes):
                 yield f"{path}: {problem}"
 
@@ -71,21 +73,6 @@ class Policy:
             if limit is not None and value > limit:
                 yield (f"{path}: {value} {what} exceed this cluster's limit of {limit} "
                        f"(chart value policy.max{what.capitalize()})")
-
-
-def _locations(spec: Any, path: str = "spec") -> Iterator[tuple[str, str]]:
-    """(field path, value) of every storage location in a spec (wire format)."""
-    from .builders.uris import URI_FIELDS  # (builders' context holds a Policy: imported late)
-
-    if isinstance(spec, dict):
-        for k, v in spec.items():
-            if isinstance(v, str) and (k in URI_FIELDS or (k == "model" and path.endswith(".embedder"))):
-                yield f"{path}.{k}", v
-            else:
-                yield from _locations(v, f"{path}.{k}")
-    elif isinstance(spec, list):
-        for i, v in enumerate(spec):
-            yield from _locations(v, f"{path}.{i}")
 
 
 def _location_problem(uri: str, prefixes: tuple[str, ...] | None) -> str | None:

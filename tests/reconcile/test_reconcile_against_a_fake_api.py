@@ -212,13 +212,15 @@ def test_required_permissions_cover_every_call():
     perms: dict[tuple[str, str], set[str]] = {}
     for p in REQUIRED_PERMISSIONS:
         perms.setdefault((p["apiGroup"], p["resource"]), set()).add(p["verb"])
-        assert p["scope"] == ("cluster" if p["resource"] in ("namespaces", "customresourcedefinitions") else "ns")
+        want = {"namespaces": "cluster", "customresourcedefinitions": "cluster", "leases": "release"}
+        assert p["scope"] == want.get(p["resource"], "ns"), p
     for plural in ("balancedcorpora", "packeddatasets", "vlmtrainingstages", "evalsuites"):
         assert {"get", "list", "watch", "patch"} <= perms[("vlmops.dev", plural)]
         assert {"patch"} <= perms[("vlmops.dev", plural + "/status")]
     assert {"get", "list", "watch", "create", "patch"} <= perms[("batch", "jobs")]
     assert {"get", "list", "watch", "create", "patch"} <= perms[("kubeflow.org", "pytorchjobs")]
     assert {"list"} <= perms[("", "pods")] and {"create"} <= perms[("", "events")]
+    assert {"get", "create", "update"} <= perms[("coordination.k8s.io", "leases")]  # leader election
 
 
 def test_relative_locations_need_a_storage_prefix():

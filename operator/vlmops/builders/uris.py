@@ -17,17 +17,22 @@ def _is_relative(v: Any) -> bool:
     return isinstance(v, str) and "://" not in v and not v.startswith("/")
 
 
-def relative_locations(spec: Any, path: str = "spec") -> Iterator[tuple[str, str]]:
-    """(field path, value) of every relative location in a spec (wire format)."""
+def locations(spec: Any, path: str = "spec") -> Iterator[tuple[str, str]]:
+    """(field path, value) of every storage location in a spec (wire format)."""
     if isinstance(spec, dict):
         for k, v in spec.items():
-            if (k in URI_FIELDS or (k == "model" and path.endswith(".embedder"))) and _is_relative(v):
+            if isinstance(v, str) and (k in URI_FIELDS or (k == "model" and path.endswith(".embedder"))):
                 yield f"{path}.{k}", v
             else:
-                yield from relative_locations(v, f"{path}.{k}")
+                yield from locations(v, f"{path}.{k}")
     elif isinstance(spec, list):
         for i, v in enumerate(spec):
-            yield from relative_locations(v, f"{path}.{i}")
+            yield from locations(v, f"{path}.{i}")
+
+
+def relative_locations(spec: Any) -> Iterator[tuple[str, str]]:
+    """(field path, value) of every relative location in a spec (wire format)."""
+    return ((path, v) for path, v in locations(spec) if _is_relative(v))
 
 
 def resolve_uris(spec: Any, prefix: str, _path: str = "spec") -> Any:
