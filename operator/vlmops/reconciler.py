@@ -149,16 +149,21 @@ def _step_selector(obj: dict[str, Any], step: str) -> dict[str, str]:
             LABEL_GENERATION: str(meta.get("generation", 1))}
 
 
+def _recorded_by_generation(snap: Snapshot, current: bool) -> list[dict[str, Any]]:
+    """Children recorded in status for this generation (current) or an older one; child names end
+    in `-g<generation>` (builders.child_name)."""
+    gen = snap.obj["metadata"].get("generation")
+    return [dict(c) for c in snap.old_status.get("children") or []
+            if str(c.get("name", "")).endswith(f"-g{gen}") == current]
+
+
 def _older_generations(snap: Snapshot) -> list[dict[str, Any]]:
     """Children recorded for an older generation that were not finished when last seen."""
-    gen = snap.obj["metadata"].get("generation")
-    return [c for c in snap.old_status.get("children") or []
-            if not str(c.get("name", "")).endswith(f"-g{gen}") and c.get("phase") not in ("Succeeded", "Failed")]
+    return [c for c in _recorded_by_generation(snap, current=False) if c.get("phase") not in ("Succeeded", "Failed")]
 
 
 def _this_generation(snap: Snapshot) -> list[dict[str, Any]]:
-    gen = snap.obj["metadata"].get("generation")
-    return [dict(c) for c in snap.old_status.get("children") or [] if str(c.get("name", "")).endswith(f"-g{gen}")]
+    return _recorded_by_generation(snap, current=True)
 
 
 # -- decide -------------------------------------------------------------------------------------
