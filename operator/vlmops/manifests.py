@@ -16,6 +16,7 @@ from .crdgen import crd
 from .kinds import KINDS
 from .policy import Policy
 from .api.errors import format_validation_error
+from .api.kind import name_problem
 
 
 @dataclass
@@ -77,6 +78,8 @@ def validate(doc: Doc, policy: Policy | None = None) -> list[str]:
     name = (obj.get("metadata") or {}).get("name")
     if not name:
         errors.append("metadata.name: required")
+    elif problem := name_problem(name):
+        errors.append(problem)
     for e in sorted(_validator(obj["kind"]).iter_errors(obj), key=lambda e: list(e.absolute_path)):
         path = ".".join(str(p) for p in e.absolute_path) or "(root)"
         errors.append(f"{path}: {e.message}")

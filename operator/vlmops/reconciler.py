@@ -21,6 +21,7 @@ from vlmops_contract.labels import LABEL_GENERATION, LABEL_KIND, LABEL_NAME, LAB
 
 from . import childstate, conditions, mergepatch, results, status_metrics
 from .api.errors import format_validation_error
+from .api.kind import name_problem
 from .builders import BuildContext, Plan, Step
 from .builders.uris import relative_locations, resolve_uris
 from .kinds import KINDS, Kind
@@ -98,6 +99,9 @@ def observe(kube: KubeAPI, kind: Kind, namespace: str, name: str, ctx: BuildCont
     if obj is None or obj["metadata"].get("deletionTimestamp"):
         return None
     snap = Snapshot(obj=obj, at=conditions.now())
+    if problem := name_problem(name):  # stored before the CRD had the rule
+        snap.problem = problem
+        return snap
     try:
         snap.spec = kind.spec.model_validate(obj.get("spec") or {})
     except ValidationError as e:

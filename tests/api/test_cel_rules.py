@@ -217,3 +217,23 @@ def test_admission_accepts_exactly_what_the_trainer_accepts():
         if not (cel_ok == pyd_ok == job_ok):
             disagreements.append((i, cel_ok, pyd_ok, job_ok, spec["parallelism"], spec["model"]))
     assert not disagreements, disagreements[:3]
+
+
+@pytest.mark.parametrize("name,ok", [
+    ("stage-1", True), ("a" * 100, True), ("x", True),
+    ("a.b", False),  # would own the same Jobs as "a-b"
+    ("1abc", False), ("abc-", False), ("Abc", False), ("a_b", False),
+])
+def test_cr_name_rule_means_the_same_in_cel_and_in_validate(name, ok):
+    """The root CEL rule on metadata.name (evaluated as the API server would) and `vlmops validate`
+    agree; names the rule admits map to distinct child names and valid label values."""
+    from vlmops.manifests import Doc, validate
+
+    root = crd(KINDS["PackedDataset"].api)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    obj = {**_kind("PackedDataset"), "metadata": {"name": name, "namespace": "ns"}}
+    cel_ok = all(bool(_ENV.program(_ENV.compile(r["rule"])).evaluate({"self": celpy.json_to_cel(obj)}))
+                 for r in root["x-kubernetes-validations"])
+    errors = [e for e in validate(Doc(obj, "test")) if e.startswith("metadata.name")]
+    assert cel_ok is ok and (errors == []) is ok, errors
+    if not ok:
+        assert len(errors) == 1 and "lowercase letters, digits and '-'" in errors[0]

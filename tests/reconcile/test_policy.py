@@ -77,3 +77,14 @@ def test_a_cr_breaking_the_policy_stalls_before_any_child_is_created():
     stalled = next(c for c in st["conditions"] if c["type"] == "Stalled")
     assert out.created == [] and not kube.children
     assert stalled["status"] == "True" and stalled["reason"] == "PolicyViolation" and "spec.image" in stalled["message"]
+
+
+def test_a_stored_cr_whose_name_the_crd_now_rejects_is_stalled_not_built():
+    """A CR stored before the CRD had its name rule ("a.b" would own the same Jobs as "a-b")."""
+    doc = next(d for d in example_docs("ns") if d["kind"] == "PackedDataset")
+    doc["metadata"]["name"] = "pack.v2"
+    kube = FakeKube([doc] + [d for d in example_docs("ns") if d["kind"] == "BalancedCorpus"])
+    out = reconciler.reconcile(kube, "PackedDataset", "ns", "pack.v2", BuildContext())
+    stalled = next(c for c in kube.crs[("PackedDataset", "pack.v2")]["status"]["conditions"] if c["type"] == "Stalled")
+    assert out.created == [] and not kube.children
+    assert stalled["status"] == "True" and stalled["message"].startswith("metadata.name: 'pack.v2'")

@@ -5,6 +5,8 @@ operator's view of a kind (builder, results, metrics...) is `vlmops.kinds`.
 """
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,3 +39,19 @@ def column(name: str, path: str, type_: str = "string", **kw: Any) -> dict[str, 
 AGE = column("Age", ".metadata.creationTimestamp", "date")
 READY = column("Ready", '.status.conditions[?(@.type=="Ready")].status')
 PHASE = column("Phase", ".status.phase")
+
+
+# CR names: a DNS-1035 label of any length (Kubernetes allows dots and a leading digit in names of
+# custom resources). Child names and label values are derived from the CR name by replacing what a
+# DNS-1035 label cannot hold and hashing what is too long; without dots and leading digits, that
+# derivation stays one-to-one ("a.b" and "a-b" would otherwise own the same Jobs).
+NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+NAME_MESSAGE = ("lowercase letters, digits and '-', starting with a letter and ending with a letter or digit "
+                "(no dots: child Job names are derived from it)")
+NAME_RULE = {"rule": f"self.metadata.name.matches('{NAME_PATTERN}')", "message": f"metadata.name: {NAME_MESSAGE}"}
+
+
+def name_problem(name: str) -> str | None:
+    """`metadata.name: why` when `name` breaks `NAME_RULE` (the CRD's CEL check, for `vlmops validate`
+    and for CRs stored before the rule existed)."""
+    return None if re.fullmatch(NAME_PATTERN, name or "") else f"metadata.name: {name!r}: {NAME_MESSAGE}"
