@@ -54,11 +54,9 @@ def main() -> None:
     cpu_compat.seed_rng(0)
     medium = Preset(
         name="medium",
-        vision=VisionShape(num_layers=12, hidden_size=768, num_heads=12, ffn_hidden_size=3072, patch=14, tile=224,
-                           pixel_shuffle=True),
+        vision=VisionShape(num_layers=12, hidden_size=768, num_heads=12, ffn_hidden_size=3072),
         language=LanguageShape(num_layers=16, hidden_size=2048, num_heads=16, num_query_groups=4, head_dim=128,
-                               ffn_hidden_size=6144, vocab_size=32768, max_sequence_length=a.seq),
-        projector_ffn=2048 * 4, hf_exportable=False)
+                               ffn_hidden_size=6144, vocab_size=32768, max_sequence_length=a.seq))
     vocab = 32768
     image_id = vocab - 1
     model = build_model(medium, vocab, image_id, Parallel(bf16=True)).cuda()
@@ -70,8 +68,8 @@ def main() -> None:
         ddp, opt = optim.wrap(model, optim.OptimizerSettings(
             lr=a.lr, min_lr=0.0, weight_decay=0.0, adam_beta2=0.95, clip_grad=1.0, bf16=True,
             distributed=a.optimizer == "megatron-distributed"))
-    tpt = medium.vision.tokens_per_tile  # 64 per 224px tile
-    # one packed sequence: `images` single-tile images, text fills the rest, `subsamples` segments
+    tpt = 64  # a 224x224 image: 16x16 patches of 14 px, 8x8 merged tokens
+    # one packed sequence: `images` 224px images, text fills the rest, `subsamples` segments
     img_tokens = a.images * tpt
     text = a.seq - img_tokens + a.images
     ids = torch.randint(0, vocab - 2, (text,))
@@ -82,11 +80,10 @@ def main() -> None:
     labels = torch.roll(ids, -1)
     labels[labels == image_id] = 0
     mb = {"input_ids": ids[None], "labels": labels[None], "loss_mask": torch.ones(1, text),
-          "images": torch.randn(a.images, 3, 224, 224), "num_image_tiles": torch.ones(a.images, dtype=torch.int),
-          "position_ids": pos, "segment_ids": seg, "tokens": S,
-          "image_grids": torch.tensor([[8, 8, 1, 1]] * a.images, dtype=torch.int)}  # one 224px tile = 8x8 cells
+          "pixel_values": torch.randn(a.images * 256, 3 * 14 * 14), "position_ids": pos, "segment_ids": seg,
+          "tokens": S, "image_grid_thw": torch.tensor([[1, 16, 16]] * a.images)}
     dev = torch.device("cuda")
-    flops = train_flops(medium, vocab, S, a.images, [S // a.subsamples] * a.subsamples)
+    flops = train_flops(medium, vocab, S, [256] * a.images, [S // a.subsamples] * a.subsamples)
     losses = []
     for i in range(a.warmup + a.steps):
         if i == a.warmup:

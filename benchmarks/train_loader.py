@@ -42,7 +42,7 @@ def main() -> None:
     d = make_packed_dataset(f"file://{root}/packed", f"{root}/tok", n_samples=a.samples, capacity=a.capacity)
     tok = ChatTokenizer(d["tokenizer"])
     sh = PackedShards(d["uri"])
-    loader = StepLoader(sh, tok, seed=0, global_batch=1, dp_size=1, dp_rank=0, tile=28,
+    loader = StepLoader(sh, tok, seed=0, global_batch=1, dp_size=1, dp_rank=0, vision=PRESETS["tiny"].vision,
                         max_len=16384)
     n = len(sh)
     t = time.perf_counter()

@@ -24,7 +24,6 @@ class StageFacts:
     sequence_parallel: bool
     global_batch: int
     micro: int
-    init_from_hf: bool
     lr: float
     min_lr: float
     warmup_fraction: float
@@ -65,13 +64,16 @@ def _preset_tp_cel() -> str:
     return f"!has(self.model.preset) || {{{table}}}[self.model.preset] % {_T} == 0"
 
 
+_MERGE_EARLY = "(has(self.model.projector) && has(self.model.projector.mergeSize) ? self.model.projector.mergeSize : 2)"
 _EXPLICIT_TP_CEL = (
     f"!has(self.model.language) || !has(self.model.vision) || ("
     f"self.model.language.numAttentionHeads % {_T} == 0"
     f" && (!has(self.model.language.numQueryGroups) || self.model.language.numQueryGroups % {_T} == 0)"
     f" && self.model.language.ffnHiddenSize % {_T} == 0"
     f" && self.model.vision.numAttentionHeads % {_T} == 0"
-    f" && (4 * self.model.vision.hiddenSize) % {_T} == 0"
+    f" && (has(self.model.vision.ffnHiddenSize) ? self.model.vision.ffnHiddenSize : 4 * self.model.vision.hiddenSize)"
+    f" % {_T} == 0"
+    f" && ({_MERGE_EARLY} * {_MERGE_EARLY} * self.model.vision.hiddenSize) % {_T} == 0"
     f" && (4 * self.model.language.hiddenSize) % {_T} == 0"
     f" && {VOCAB_DIVISIBLE_BY} % {_T} == 0)")
 
@@ -79,20 +81,43 @@ TP_MESSAGE = ("spec.parallelism.tensor: must divide the model's attention heads,
               f"(language, vision, projector) and {VOCAB_DIVISIBLE_BY}")
 
 IMAGE_CELL = 28  # px per image token: patch 14 x 2x2 merge, the packer's unit (pack.token_lengths.image_tokens)
-CELL_MESSAGE = (f"spec.model.vision: the image-token cell (patchSize x projector.mergeSize) must be {IMAGE_CELL} px "
-                f"(patch 14 with merge 2, or patch 28 with merge 1) and imageSize a multiple of it")
+CELL_MESSAGE = (f"spec.model.vision.patchSize: the image-token cell (patchSize x projector.mergeSize) must be "
+                f"{IMAGE_CELL} px, the packer's unit (patch 14 with merge 2, or patch 28 with merge 1)")
 
 
 def _cell_ok(p: Preset) -> bool:
-    cell = p.vision.patch * (2 if p.vision.pixel_shuffle else 1)
-    return cell == IMAGE_CELL and p.vision.tile % IMAGE_CELL == 0
+    return p.vision.cell == IMAGE_CELL
 
 
 _MERGE = "(has(self.model.projector) && has(self.model.projector.mergeSize) ? self.model.projector.mergeSize : 2)"
 _PATCH = "(has(self.model.vision.patchSize) ? self.model.vision.patchSize : 14)"
-_SIZE = "(has(self.model.vision.imageSize) ? self.model.vision.imageSize : 560)"
-_CELL_CEL = (f"!has(self.model.vision) || ((({_MERGE} == 2 ? 2 : 1) * {_PATCH} == {IMAGE_CELL})"
-             f" && ({_MERGE} == 1 || {_MERGE} == 2) && {_SIZE} % {IMAGE_CELL} == 0)")
+_CELL_CEL = f"!has(self.model.vision) || {_MERGE} * {_PATCH} == {IMAGE_CELL}"
+
+# Shapes an explicit block must have for the trainer to build it (the presets have them).
+_V = "self.model.vision"
+_L = "self.model.language"
+VISION_HEADS_MESSAGE = ("spec.model.vision.numAttentionHeads: must divide vision.hiddenSize into heads whose size "
+                        "is a multiple of 4 (2D rotary positions: a quarter of each head per axis and sin/cos)")
+_VISION_HEADS_CEL = (f"!has({_V}) || ({_V}.hiddenSize % {_V}.numAttentionHeads == 0"
+                     f" && ({_V}.hiddenSize / {_V}.numAttentionHeads) % 4 == 0)")
+GROUPS_MESSAGE = "spec.model.language.numQueryGroups: must divide language.numAttentionHeads"
+_GROUPS_CEL = (f"!has({_L}) || !has({_L}.numQueryGroups)"
+               f" || {_L}.numAttentionHeads % {_L}.numQueryGroups == 0")
+HEAD_DIM_MESSAGE = ("spec.model.language.headDim: must be even (rotary positions), and without headDim "
+                    "language.numAttentionHeads must divide language.hiddenSize into even heads")
+_HEAD_DIM_CEL = (f"!has({_L}) || (has({_L}.headDim) ? {_L}.headDim % 2 == 0 :"
+                 f" ({_L}.hiddenSize % {_L}.numAttentionHeads == 0"
+                 f" && ({_L}.hiddenSize / {_L}.numAttentionHeads) % 2 == 0))")
+
+
+def _vision_heads_ok(p: Preset) -> bool:
+    v = p.vision
+    return v.hidden_size % v.num_heads == 0 and v.head_dim % 4 == 0
+
+
+def _head_dim_ok(p: Preset) -> bool:
+    return p.language.head_dim > 0 and p.language.head_dim % 2 == 0  # 0: heads do not divide hiddenSize
+
 
 RULES: tuple[Rule, ...] = (
     Rule("spec.parallelism: world size (nodes*gpusPerNode) must be divisible by tensor*pipeline*context",
@@ -111,11 +136,12 @@ RULES: tuple[Rule, ...] = (
          lambda f: f.context == 1, "self.parallelism.context == 1"),
     Rule("spec.parallelism.sequenceParallel: not supported yet (needs the Transformer Engine layer path)",
          lambda f: not f.sequence_parallel, "!self.parallelism.sequenceParallel"),
-    Rule("spec.initFrom.huggingFace: starting from Hugging Face weights is not supported yet "
-         "(convert them to a megatron checkpoint and use initFrom.checkpoint)",
-         lambda f: not f.init_from_hf, "!has(self.initFrom) || !has(self.initFrom.huggingFace)"),
     Rule(TP_MESSAGE, lambda f: not tensor_problems(f.preset, f.tensor), None),  # CEL: two rules below
     Rule(CELL_MESSAGE, lambda f: _cell_ok(f.preset), _CELL_CEL),
+    Rule(VISION_HEADS_MESSAGE, lambda f: _vision_heads_ok(f.preset), _VISION_HEADS_CEL),
+    Rule(GROUPS_MESSAGE, lambda f: f.preset.language.num_heads % f.preset.language.num_query_groups == 0,
+         _GROUPS_CEL),
+    Rule(HEAD_DIM_MESSAGE, lambda f: _head_dim_ok(f.preset), _HEAD_DIM_CEL),
     Rule("spec.optimizer.minLr: must not exceed optimizer.lr",
          lambda f: f.min_lr <= f.lr, "self.optimizer.minLr <= self.optimizer.lr"),
     Rule("spec.optimizer.warmupFraction: must be below 1",

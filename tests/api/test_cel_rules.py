@@ -10,7 +10,8 @@ import yaml
 from pydantic import ValidationError
 
 from vlmops.kinds import KINDS
-from vlmops_contract.stage_checks import CELL_MESSAGE, TP_MESSAGE
+from vlmops_contract.stage_checks import (CELL_MESSAGE, GROUPS_MESSAGE, HEAD_DIM_MESSAGE, TP_MESSAGE,
+                                          VISION_HEADS_MESSAGE)
 from vlmops.crdgen import crd
 from vlmops.manifests import with_defaults
 
@@ -89,9 +90,23 @@ CASES = {
                 "spec.parallelism.context: context parallelism is not supported yet (use 1)"),
     "sequence parallel": (lambda: _mut(_stage(), lambda s: s["parallelism"].update(sequenceParallel=True)),
                           "spec.parallelism.sequenceParallel: not supported yet (needs the Transformer Engine layer path)"),
-    "hf init": (lambda: _mut(_stage(), lambda s: s.update(initFrom={"huggingFace": "org/m"})),
-                "spec.initFrom.huggingFace: starting from Hugging Face weights is not supported yet "
-                "(convert them to a megatron checkpoint and use initFrom.checkpoint)"),
+    "vision heads": (lambda: _mut(_stage(), lambda s: s.update(model={
+        "vision": {"numLayers": 2, "hiddenSize": 96, "numAttentionHeads": 16},
+        "language": {"numLayers": 2, "hiddenSize": 64, "numAttentionHeads": 4, "ffnHiddenSize": 128, "vocabSize": 100}},
+        parallelism={**s["parallelism"], "tensor": 1}, nodes=1, gpusPerNode=8, batch={"global": 8, "micro": 1})),
+        VISION_HEADS_MESSAGE),
+    "query groups": (lambda: _mut(_stage(), lambda s: s.update(model={
+        "vision": {"numLayers": 2, "hiddenSize": 64, "numAttentionHeads": 4},
+        "language": {"numLayers": 2, "hiddenSize": 64, "numAttentionHeads": 4, "numQueryGroups": 3,
+                     "ffnHiddenSize": 128, "vocabSize": 100}},
+        parallelism={**s["parallelism"], "tensor": 1}, nodes=1, gpusPerNode=8, batch={"global": 8, "micro": 1})),
+        GROUPS_MESSAGE),
+    "head dim": (lambda: _mut(_stage(), lambda s: s.update(model={
+        "vision": {"numLayers": 2, "hiddenSize": 64, "numAttentionHeads": 4},
+        "language": {"numLayers": 2, "hiddenSize": 64, "numAttentionHeads": 4, "headDim": 15,
+                     "ffnHiddenSize": 128, "vocabSize": 100}},
+        parallelism={**s["parallelism"], "tensor": 1}, nodes=1, gpusPerNode=8, batch={"global": 8, "micro": 1})),
+        HEAD_DIM_MESSAGE),
     "image cell": (lambda: _mut(_stage(), lambda s: s.update(model={
         "vision": {"numLayers": 2, "hiddenSize": 64, "numAttentionHeads": 4},
         "language": {"numLayers": 2, "hiddenSize": 64, "numAttentionHeads": 4, "ffnHiddenSize": 128, "vocabSize": 100},
@@ -186,11 +201,16 @@ def test_admission_accepts_exactly_what_the_trainer_accepts():
             heads = rng.choice([4, 6, 8, 12, 16])
             spec["model"] = {"vision": {"numLayers": 2, "hiddenSize": rng.choice([64, 96, 1024]),
                                         "numAttentionHeads": rng.choice([2, 4, 12, 16]),
-                                        "patchSize": rng.choice([14, 14, 28]), "imageSize": rng.choice([448, 560, 500])},
+                                        "patchSize": rng.choice([14, 14, 28, 16])},
                              "projector": {"mergeSize": rng.choice([1, 2, 2, 3])},
-                             "language": {"numLayers": 2, "hiddenSize": heads * 64, "numAttentionHeads": heads,
-                                          "numQueryGroups": rng.choice([1, 2, heads]),
+                             "language": {"numLayers": 2, "hiddenSize": heads * 64 + rng.choice([0, 0, 8]),
+                                          "numAttentionHeads": heads,
+                                          "numQueryGroups": rng.choice([1, 2, 3, heads]),
                                           "ffnHiddenSize": rng.choice([1024, 1000, 3072]), "vocabSize": 1000}}
+            if rng.random() < 0.3:
+                spec["model"]["vision"]["ffnHiddenSize"] = rng.choice([4096, 1000, 3072])
+            if rng.random() < 0.3:
+                spec["model"]["language"]["headDim"] = rng.choice([128, 64, 15])
         else:
             spec["model"] = {"preset": rng.choice(["tiny", "llava-ov-1.5-4b", "llava-ov-1.5-8b"])}
         cel_ok = not cel_failures("VLMTrainingStage", spec)

@@ -26,9 +26,10 @@ def _explicit_model_stage():
     stage = copy.deepcopy(next(d for d in _docs("llava-ov-1.5") if d["kind"] == "VLMTrainingStage"))
     stage["metadata"]["name"] = "explicit"
     stage["spec"]["model"] = {
-        "vision": {"numLayers": 4, "hiddenSize": 256, "numAttentionHeads": 4, "patchSize": 14, "imageSize": 224},
+        "vision": {"numLayers": 4, "hiddenSize": 256, "numAttentionHeads": 4, "patchSize": 14},
         "language": {"numLayers": 4, "hiddenSize": 512, "numAttentionHeads": 8, "numQueryGroups": 2,
-                     "ffnHiddenSize": 1024, "vocabSize": 32000}}
+                     "headDim": 128, "ropeBase": 5000000.0, "tieEmbeddings": True, "ffnHiddenSize": 1024,
+                     "vocabSize": 32000}}
     stage["spec"]["parallelism"] = {"tensor": 2, "recompute": "selective"}
     return stage
 
@@ -74,7 +75,8 @@ def test_training_arguments_survive_the_jobs_parser():
     assert ns.tensor == 2 and ns.recompute == "selective" and ns.model_json
     preset = preset_from_model_json(ns.model_json)
     assert preset.language.num_heads == 8 and preset.language.num_query_groups == 2
-    assert preset.vision.tile == 224
+    assert preset.vision.patch == 14 and preset.vision.merge == 2 and preset.vision.ffn_hidden_size == 1024
+    assert (preset.language.head_dim, preset.language.rope_base, preset.language.tie_embeddings) == (128, 5e6, True)
     ns = _parse(CASES["stage-1-5-mid-training/train"])
     assert ns.preset == "llava-ov-1.5-8b" and ns.global_batch == 112 and ns.train_iters == 70000
     assert ns.init_from == "s3://vlm-ckpt/llava-ov-1.5-8b/stage-1/"

@@ -5,12 +5,10 @@ Pinned to megatron-core 0.19.2 (the version in pyproject.toml). Applied only whe
 Each patch names the upstream function it replaces; if megatron-core moves, `apply()`
 fails loudly instead of silently training something else.
 
-What needs it (measured, see ../shared/design/environment.md):
+What needs it (measured on megatron-core 0.19.2 without CUDA):
 - `GlobalMemoryBuffer.get_tensor` allocates on `torch.cuda.current_device()`;
 - `transformer.utils.get_default_causal_mask` (and the copy imported by
   `fusions.fused_softmax`) builds its mask on "cuda";
-- `CLIPViTModel` defaults `ln_pre_impl` to TENorm (Transformer Engine) and moves its
-  `position_ids` with `.cuda()` in `__init__`;
 - distributed checkpointing (save and load) calls `torch.cuda.synchronize()` and puts small
   tensors on `torch.cuda.current_device()` (`cuda_calls_on_cpu()` below, as for the optimizer);
 - the RNG tracker: `model_parallel_cuda_manual_seed(..., inference_rng_tracker=True)` (a CPU
@@ -49,14 +47,12 @@ def te_available() -> bool:
 
 
 def apply() -> None:
-    """Idempotent. On GPU machines only the vision norm default changes, and only when
-    Transformer Engine is missing (our specs are megatron's local ones)."""
+    """Idempotent. On GPU machines only the optimizer's step-key fallback applies, and only when
+    Transformer Engine / Apex are missing (our specs are megatron's local ones)."""
     global _APPLIED
     if _APPLIED:
         return
     if not needed():
-        if not te_available():
-            _clip_norm_defaults(move_to_cuda=True)
         if _torch_adam_fallback():
             _patch_torch_adam_step_key()
         _APPLIED = True
@@ -86,38 +82,8 @@ def apply() -> None:
     tr_utils.get_default_causal_mask = get_default_causal_mask
     fused_softmax.get_default_causal_mask = get_default_causal_mask
 
-    _clip_norm_defaults(move_to_cuda=False)
     _patch_torch_adam_step_key()
     _APPLIED = True
-
-
-def _clip_norm_defaults(move_to_cuda: bool) -> None:
-    """`CLIPViTModel` defaults its pre/post norms to TENorm; without Transformer Engine that
-    resolves to a LayerNorm that rejects `config=`. Use megatron's WrappedTorchNorm instead."""
-    from megatron.core.models.vision import clip_vit_model
-    from megatron.core.transformer.torch_norm import WrappedTorchNorm
-
-    orig_init = clip_vit_model.CLIPViTModel.__init__
-
-    @functools.wraps(orig_init)
-    def clip_init(self, *args, **kwargs):
-        kwargs.setdefault("ln_pre_impl", WrappedTorchNorm)
-        kwargs.setdefault("ln_post_impl", WrappedTorchNorm)
-        with contextlib.nullcontext() if move_to_cuda else no_cuda_moves():
-            orig_init(self, *args, **kwargs)
-
-    clip_vit_model.CLIPViTModel.__init__ = clip_init
-
-
-@contextlib.contextmanager
-def no_cuda_moves():
-    """`Tensor.cuda()` returns the tensor unchanged inside this block (CPU-only builds)."""
-    orig = torch.Tensor.cuda
-    torch.Tensor.cuda = lambda self, *a, **k: self  # type: ignore[method-assign]
-    try:
-        yield
-    finally:
-        torch.Tensor.cuda = orig  # type: ignore[method-assign]
 
 
 class _CudaNamesOnCpu(torch.overrides.TorchFunctionMode):

@@ -26,6 +26,8 @@ import torch
 from ..common import storage
 from ..common.result import JobError
 from ..pack.reader import PackedShardReader
+from vlmops_contract.model_shapes import VisionShape
+
 from ..pack.token_lengths import smart_resize  # the packer's rule, so token counts agree exactly
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -109,10 +111,10 @@ def _local_copy(path: str) -> str:
 # ------------------------------------------------------------------------------------------
 # Images
 # ------------------------------------------------------------------------------------------
-def image_grid(h: int, w: int, tokens: int | None) -> tuple[int, int]:
-    """Grid (rows, cols) of 28px cells: the packing job's count when it is known."""
-    hb, wb = smart_resize(h, w)
-    gh, gw = hb // FACTOR, wb // FACTOR
+def image_grid(h: int, w: int, tokens: int | None, cell: int = FACTOR) -> tuple[int, int]:
+    """Grid (rows, cols) of image-token cells: the packing job's count when it is known."""
+    hb, wb = smart_resize(h, w, cell)
+    gh, gw = hb // cell, wb // cell
     if tokens is None or gh * gw == tokens:
         return gh, gw
     best = None
@@ -125,24 +127,23 @@ def image_grid(h: int, w: int, tokens: int | None) -> tuple[int, int]:
     return best[1], best[2]
 
 
-def image_tiles(data: bytes, tokens: int | None, tile: int) -> tuple[torch.Tensor, tuple[int, int, int, int]]:
-    """Decode, resize to the packer's grid of 28px cells, normalize, zero-pad (the mean colour) up to
-    whole tiles and cut into tiles [n, 3, tile, tile] in raster order. Returns (tiles, (gh, gw, th, tw)):
-    the model keeps only the gh x gw real cells (model.select_cells), i.e. exactly `tokens`."""
+def image_patches(data: bytes, tokens: int | None, patch: int = 14, merge: int = 2
+                  ) -> tuple[torch.Tensor, tuple[int, int, int]]:
+    """Decode, resize to the packer's grid of (patch*merge)-px cells, normalize, cut into patch x patch
+    patches [N, 3*patch*patch] in merge-window order (each merge x merge group of patches contiguous,
+    groups in raster order), as the release's image processor lays them out. Returns (patches,
+    (t, rows, cols) in patches): the merger turns them into exactly `tokens` LLM tokens."""
     from PIL import Image
 
-    if tile % FACTOR:
-        raise JobError(f"model image size {tile} is not a multiple of the {FACTOR}px image-token cell")
+    cell = patch * merge
     im = Image.open(io.BytesIO(data)).convert("RGB")
-    gh, gw = image_grid(im.height, im.width, tokens)
-    th, tw = -(-gh * FACTOR // tile), -(-gw * FACTOR // tile)
-    im = im.resize((gw * FACTOR, gh * FACTOR), Image.BICUBIC)
+    gh, gw = image_grid(im.height, im.width, tokens, cell)
+    im = im.resize((gw * cell, gh * cell), Image.BICUBIC)
     a = torch.from_numpy(np.asarray(im, dtype=np.float32) / 255.0)  # [H, W, 3]
     a = (a - torch.tensor(CLIP_MEAN)) / torch.tensor(CLIP_STD)
-    full = torch.zeros(th * tile, tw * tile, 3)
-    full[: a.shape[0], : a.shape[1]] = a
-    t = full.permute(2, 0, 1).reshape(3, th, tile, tw, tile).permute(1, 3, 0, 2, 4).reshape(th * tw, 3, tile, tile)
-    return t.contiguous(), (gh, gw, th, tw)
+    x = a.permute(2, 0, 1).reshape(3, gh, merge, patch, gw, merge, patch)
+    x = x.permute(1, 4, 2, 5, 0, 3, 6).reshape(gh * gw * merge * merge, 3 * patch * patch)
+    return x.contiguous(), (1, gh * merge, gw * merge)
 
 
 # ------------------------------------------------------------------------------------------
@@ -185,18 +186,19 @@ class _SubSample:
     index: int  # position in the packed sequence (its segment id)
     ids: list[int]
     targets: list[int]
-    tiles: list[torch.Tensor]
-    grids: list[tuple[int, int, int, int]]  # (gh, gw, th, tw) per image
+    patches: list[torch.Tensor]
+    grids: list[tuple[int, int, int]]  # (t, rows, cols) in patches, per image
+    merge: int
 
     @property
     def length(self) -> int:
-        """Tokens once each <image> id is expanded to its grid's tokens."""
-        return len(self.ids) - len(self.grids) + sum(g[0] * g[1] for g in self.grids)
+        """Tokens once each <image> id is expanded to its merged tokens."""
+        return len(self.ids) - len(self.grids) + sum(t * h * w for t, h, w in self.grids) // self.merge ** 2
 
 
 
-def _encode_sample(index: int, sample: dict[str, Any], raw: dict[str, bytes], tok: ChatTokenizer, tile: int,
-                   sequence: Any) -> _SubSample:
+def _encode_sample(index: int, sample: dict[str, Any], raw: dict[str, bytes], tok: ChatTokenizer,
+                   vision: VisionShape, sequence: Any) -> _SubSample:
     convs = sample["conversations"]
     if isinstance(convs, str):
         convs = json.loads(convs)
@@ -207,18 +209,18 @@ def _encode_sample(index: int, sample: dict[str, Any], raw: dict[str, bytes], to
     if len(names) != n_img:
         raise JobError(f"data sequence {sequence}: sample {sample.get('id')} has {n_img} <image> "
                        f"tags but {len(names)} images")
-    tiles, grids = [], []
+    patches, grids = [], []
     for j, name in enumerate(names):
         data = raw.get(name)
         if data is None:
             raise JobError(f"data sequence {sequence}: missing image entry {name}")
-        t, g = image_tiles(data, planned[j] if j < len(planned) else None, tile)
-        tiles.append(t)
+        p, g = image_patches(data, planned[j] if j < len(planned) else None, vision.patch, vision.merge)
+        patches.append(p)
         grids.append(g)
-    return _SubSample(index, ids, targets, tiles, grids)
+    return _SubSample(index, ids, targets, patches, grids, vision.merge)
 
 
-def build_microbatch(raw: dict[str, bytes], tok: ChatTokenizer, tile: int, max_len: int) -> dict[str, Any]:
+def build_microbatch(raw: dict[str, bytes], tok: ChatTokenizer, vision: VisionShape, max_len: int) -> dict[str, Any]:
     """One packed sequence -> model inputs. Each image contributes exactly its planned token count;
     a sub-sample that does not fit the model's max sequence length is left out and counted
     (`dropped_samples`), never silently."""
@@ -226,7 +228,7 @@ def build_microbatch(raw: dict[str, bytes], tok: ChatTokenizer, tile: int, max_l
     kept: list[_SubSample] = []
     combined = dropped = 0
     for index, sample in enumerate(meta["samples"]):
-        sub = _encode_sample(index, sample, raw, tok, tile, meta.get("sequence"))
+        sub = _encode_sample(index, sample, raw, tok, vision, meta.get("sequence"))
         if combined + sub.length > max_len:
             dropped += 1
             continue
@@ -235,11 +237,11 @@ def build_microbatch(raw: dict[str, bytes], tok: ChatTokenizer, tile: int, max_l
     if not kept:
         raise JobError(f"data sequence {meta.get('sequence')}: no sub-sample fits the model's max sequence length "
                        f"{max_len} (the packed dataset's sequenceLength must not exceed it)")
-    return {**_model_inputs(kept, tok, tile), "samples": len(kept), "dropped_samples": dropped,
+    return {**_model_inputs(kept, tok, vision), "samples": len(kept), "dropped_samples": dropped,
             "sequence": meta.get("sequence")}
 
 
-def _model_inputs(kept: list[_SubSample], tok: ChatTokenizer, tile: int) -> dict[str, Any]:
+def _model_inputs(kept: list[_SubSample], tok: ChatTokenizer, vision: VisionShape) -> dict[str, Any]:
     """Tensors of the kept sub-samples, concatenated: labels are the next token, the loss counts
     answer tokens only (never a sub-sample's first token nor an image position)."""
     ids = torch.tensor([t for s in kept for t in s.ids], dtype=torch.long)
@@ -252,15 +254,14 @@ def _model_inputs(kept: list[_SubSample], tok: ChatTokenizer, tile: int) -> dict
     loss_mask[ids == tok.image] = 0.0  # image positions never predict (the model masks them too)
     positions = torch.tensor([p for s in kept for p in range(s.length)], dtype=torch.long)  # restart per sample
     segments = torch.tensor([s.index for s in kept for _ in range(s.length)], dtype=torch.long)
-    tiles = [t for s in kept for t in s.tiles]
+    patches = [p for s in kept for p in s.patches]
     grids = [g for s in kept for g in s.grids]
     return {
         "input_ids": ids[None],
         "labels": labels[None],
         "loss_mask": loss_mask[None],
-        "images": torch.cat(tiles, 0) if tiles else torch.zeros(0, 3, tile, tile),
-        "num_image_tiles": torch.tensor([t.shape[0] for t in tiles], dtype=torch.int),
-        "image_grids": torch.tensor(grids, dtype=torch.int).reshape(-1, 4),  # (gh, gw, th, tw) per image
+        "pixel_values": torch.cat(patches, 0) if patches else torch.zeros(0, 3 * vision.patch ** 2),
+        "image_grid_thw": torch.tensor(grids, dtype=torch.long).reshape(-1, 3),  # (t, rows, cols) in patches
         "position_ids": positions,       # combined space, reset per sub-sample
         "segment_ids": segments,         # combined space
         "tokens": int(positions.numel()),
@@ -280,10 +281,10 @@ class StepLoader:
     """Yields, for each step from `start_step`, this DP rank's list of micro-batches."""
 
     def __init__(self, shards: PackedShards, tok: ChatTokenizer, *, seed: int, global_batch: int, dp_size: int,
-                 dp_rank: int, tile: int, max_len: int, prefetch: int = 4):
+                 dp_rank: int, vision: VisionShape, max_len: int, prefetch: int = 4):
         self.shards, self.tok = shards, tok
         self.seed, self.G, self.dp, self.r = seed, global_batch, dp_size, dp_rank
-        self.tile, self.max_len = tile, max_len
+        self.vision, self.max_len = vision, max_len
         self.prefetch = prefetch
         self._perms: dict[int, np.ndarray] = {}
 
@@ -302,7 +303,7 @@ class StepLoader:
         return out
 
     def step_batches(self, step: int) -> list[dict[str, Any]]:
-        return [build_microbatch(self.shards.read(i), self.tok, self.tile, self.max_len)
+        return [build_microbatch(self.shards.read(i), self.tok, self.vision, self.max_len)
                 for i in self.indices(step)]
 
     def iterate(self, start_step: int, end_step: int) -> Iterator[tuple[int, list[dict[str, Any]]]]:

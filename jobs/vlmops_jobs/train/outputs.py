@@ -25,10 +25,9 @@ def save_and_export(plan: Plan, model, outcome: Outcome) -> dict[str, Any] | Non
 def export_hf(plan: Plan, model) -> tuple[str | None, dict[str, Any]]:
     """(export URI, its files' digests keyed by their path under `--output`), or (None, {})."""
     args = plan.args
-    want = args.hf_export == "on" or (args.hf_export == "auto" and plan.preset.hf_exportable)
-    if not (args.output and want):
+    if not (args.output and args.hf_export != "off"):
         return None, {}
-    from .hf_export import export
+    from .release_format import export
 
     uri = storage.join(args.output, HF_EXPORT)
     files = export(model, plan.preset, plan.vocab, plan.tok.image, plan.tok.dir, uri)
@@ -44,6 +43,8 @@ def commit_manifest(plan: Plan, outcome: Outcome, hf_files: dict[str, Any]) -> d
     inputs = {"data": plan.shards.digest_inputs(), "tokenizer": {"uri": args.tokenizer}}
     if plan.start.init_from:
         inputs["initFrom"] = {"uri": plan.start.init_from}
+    if plan.start.init_from_hf:
+        inputs["initFrom"] = {"uri": args.init_from, "digest": plan.start.init_from_hf_digest}
     # progress.json changes while running: not part of the committed digest set
     man = lineage.build_manifest(kind="VLMTrainingStage", step="train", inputs=inputs, parameters=params,
                                  files=dict(hf_files),

@@ -4,6 +4,8 @@ here, so no rank waits in a collective for one that already gave up."""
 from __future__ import annotations
 
 import argparse
+import json
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +21,8 @@ class StartPoint:
     resume_from: str | None = None               # our own latest iteration dir: weights, optimizer, step, RNG
     resume_state: dict[str, Any] | None = None   # its train_state
     init_from: str | None = None                 # an iteration dir to take weights from (only when not resuming)
+    init_from_hf: str | None = None              # a local release-format snapshot dir to import weights from
+    init_from_hf_digest: str | None = None       # its identity, for lineage
 
 
 @dataclass
@@ -75,11 +79,74 @@ def choose_start(plan: Plan) -> StartPoint:
         _check_model_json(f"checkpoint {it}", ckpt.read_model_json(it), plan.model_json)
         _check_resume(it, state, plan.resume_keys())
         return StartPoint(resume_from=it, resume_state=state)
+    if args.init_from and args.init_from.startswith(HF_SCHEME):
+        return _hf_start(args.init_from, plan)
     if args.init_from:
         it, _ = ckpt.resolve(args.init_from)
         _check_model_json(f"init-from {args.init_from}", ckpt.read_model_json(it), plan.model_json)
         return StartPoint(init_from=it)
     return StartPoint()
+
+
+HF_SCHEME = "hf://"
+
+
+def _hf_start(ref: str, plan: Plan) -> StartPoint:
+    """`hf://<dir | fsspec prefix | repo id>`: a snapshot in the release's format whose shapes are the
+    stage's model (checked here, before any process group: exit 2 naming what differs)."""
+    from . import release_format as rf
+
+    local = resolve_snapshot(ref[len(HF_SCHEME):])
+    try:
+        with open(os.path.join(local, "config.json")) as f:
+            cfg = json.load(f)
+        got = rf.preset_from_hf_config(cfg)
+    except (OSError, KeyError, ValueError) as e:
+        raise JobError(f"init-from {ref}: not a LLaVA-OneVision-1.5 snapshot ({e})") from None
+    if cfg.get("model_type") != rf.MODEL_TYPE:
+        raise JobError(f"init-from {ref}: model_type {cfg.get('model_type')!r}, expected {rf.MODEL_TYPE!r}")
+    diff = shape_differences(got, plan.preset)
+    if diff:
+        raise JobError(f"init-from {ref}: the snapshot's shapes differ from the stage's model: {'; '.join(diff)}")
+    if got.language.vocab_size > plan.vocab:
+        raise JobError(f"init-from {ref}: snapshot vocab {got.language.vocab_size} > the model's {plan.vocab}")
+    return StartPoint(init_from_hf=local, init_from_hf_digest=rf.snapshot_digest(local))
+
+
+def shape_differences(got: Preset, want: Preset) -> list[str]:
+    """Shape fields (not training lengths or vocab padding) where two presets differ."""
+    from dataclasses import asdict
+
+    skip = {"max_sequence_length", "max_positions", "vocab_size"}
+    out = []
+    for part in ("vision", "language"):
+        a, b = asdict(getattr(got, part)), asdict(getattr(want, part))
+        out += [f"{part}.{k} {a[k]} (snapshot) != {b[k]} (model)" for k in a if k not in skip and a[k] != b[k]]
+    return out
+
+
+def resolve_snapshot(ref: str) -> str:
+    """A local directory holding the snapshot: a path, a copy of an fsspec prefix (staged once per
+    node), or a Hugging Face repo id looked up through the HF cache (downloaded when the hub is reachable)."""
+    if ref.startswith("/") or ref.startswith("file://"):
+        path = ref[len("file://"):] if ref.startswith("file://") else ref
+        if not os.path.isdir(path):
+            raise JobError(f"init-from hf://{ref}: no such directory")
+        return path
+    if "://" in ref:
+        from .data import _local_copy
+
+        try:
+            return _local_copy(ref.rstrip("/"))
+        except (OSError, FileNotFoundError) as e:
+            raise JobError(f"init-from hf://{ref}: cannot read the snapshot ({e})") from None
+    try:
+        from huggingface_hub import snapshot_download
+
+        return snapshot_download(ref, allow_patterns=["*.json", "*.safetensors", "*.py", "*.txt", "*.jinja"])
+    except Exception as e:  # offline and not cached, no such repo, no access
+        raise JobError(f"init-from hf://{ref}: not in the Hugging Face cache and not downloadable "
+                       f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
 
 
 def _check_model_json(what: str, got: dict[str, Any], want: dict[str, Any]) -> None:

@@ -48,13 +48,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     a("--checkpoint-uri", default=None)
     a("--checkpoint-interval", type=int, default=0, help="steps between checkpoints (0: only the final one)")
     a("--checkpoint-keep", type=int, default=2)
-    a("--init-from", default=None, help="checkpoint prefix (with `latest`) or iteration dir: weights only")
+    a("--init-from", default=None, help="weights only: a checkpoint prefix (with `latest`) or iteration dir, or hf://<dir | prefix | "
+      "repo id> (a snapshot in the LLaVA-OneVision-1.5 release format, converted while loading)")
     a("--output", default=None, help=f"{PROGRESS}, {HF_EXPORT}/, {MANIFEST} (last)")
     a("--metrics-port", type=int, default=9400, help="Prometheus port on rank 0 (0: off)")
     a("--peak-tflops", type=float, default=989.0, help="per-device peak for MFU (H100 bf16 dense: 989)")
     a("--progress-interval", type=int, default=10)
     a("--precision", default="auto", choices=["auto", "bf16", "fp32"], help="auto: bf16 on GPU, fp32 on CPU")
-    a("--hf-export", default="auto", choices=["auto", "on", "off"], help="auto: when the preset has an HF form")
+    a("--hf-export", default="auto", choices=["auto", "on", "off"],
+      help="export the final weights in the release's HF format under --output (auto/on: yes)")
 
 
 @dataclass(frozen=True)
@@ -83,7 +85,7 @@ def validate(args, world: int) -> StartChecks:
         raise JobError("spec.parallelism: tensor/pipeline/context must be >= 1")
     facts = StageFacts(world=world, tensor=args.tensor, pipeline=args.pipeline, context=args.context,
                        sequence_parallel=args.sequence_parallel, global_batch=args.global_batch,
-                       micro=args.micro_batch, init_from_hf=bool(args.init_from and args.init_from.startswith("hf://")),
+                       micro=args.micro_batch,
                        lr=args.lr, min_lr=args.min_lr, warmup_fraction=args.warmup_fraction, preset=preset)
     bad = problems(facts)
     if bad:

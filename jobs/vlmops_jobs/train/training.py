@@ -25,7 +25,7 @@ from .start import Plan
 
 @dataclass
 class Training:
-    model: Any           # megatron LLaVAModel
+    model: Any           # model.LlavaOneVision15
     ddp: Any             # its DistributedDataParallel wrapper
     opt: Any             # megatron optimizer (fp32 masters)
     layout: dict[str, int]   # world/TP/PP/CP: RNG states are restored only into the same layout
@@ -68,11 +68,33 @@ def build_model_and_optimizer(plan: Plan, groups: Groups) -> Training:
         ckpt.Checkpointer.load_weights(model, local, f"init-from {args.init_from}")
         ckpt.Checkpointer.cleanup(local)
         log(plan.rank, {"event": "initialized", "from": plan.start.init_from})
+    if plan.start.init_from_hf:  # the release's format, converted while loading: each rank reads its shards
+        import_release(plan, groups, model)
     ddp, opt = optim.wrap(model, optim.OptimizerSettings(
         lr=args.lr, min_lr=args.min_lr, weight_decay=args.weight_decay, adam_beta2=args.adam_beta2,
         clip_grad=args.clip_grad, bf16=bf16, distributed=args.distributed_optimizer))
     layout = {"world": plan.world, "tensor": args.tensor, "pipeline": args.pipeline, "context": args.context}
     return Training(model=model, ddp=ddp, opt=opt, layout=layout)
+
+
+def import_release(plan: Plan, groups: Groups, model) -> None:
+    from megatron.core import parallel_state as ps
+
+    from . import release_format as rf
+
+    reader = rf.ReleaseReader(plan.start.init_from_hf)
+    step = [0]
+
+    def progress(done: int, total: int) -> None:  # about ten progress lines per import
+        if done == total or done * 10 // total > step[0]:
+            step[0] = done * 10 // total
+            log(plan.rank, {"event": "importing", "tensors": done, "of": total})
+
+    t0 = time.perf_counter()
+    rf.load_into(model, reader, plan.preset, ps.get_tensor_model_parallel_rank(),
+                 ps.get_tensor_model_parallel_world_size(), progress)
+    log(plan.rank, {"event": "imported", "from": plan.args.init_from, "digest": plan.start.init_from_hf_digest,
+                    "seconds": round(time.perf_counter() - t0, 2)})
 
 
 def restore(plan: Plan, state: Training) -> None:
@@ -102,7 +124,7 @@ def train_loop(plan: Plan, groups: Groups, state: Training) -> Outcome:
         out.progress = Progress(args.output, args.train_iters, args.metrics_port, args.progress_interval)
         out.progress.checkpoint = out.checkpoint
     loader = StepLoader(plan.shards, plan.tok, seed=args.seed, global_batch=args.global_batch, dp_size=plan.dp,
-                        dp_rank=groups.dp_rank, tile=plan.preset.vision.tile,
+                        dp_rank=groups.dp_rank, vision=plan.preset.vision,
                         max_len=plan.preset.language.max_sequence_length)
     crash_after = int(os.environ.get("VLMOPS_TRAIN_CRASH_AFTER_STEP", "0") or 0)  # test hook: simulate preemption
     state.ddp.train()
@@ -131,7 +153,7 @@ def train_step(plan: Plan, groups: Groups, state: Training, step: int, mbs: list
     t0 = time.perf_counter()
     lr = optim.lr_at(step, plan.args)
     stats = torch.tensor([sum(m["target_tokens"] for m in mbs), sum(m["tokens"] for m in mbs),
-                          sum(m["samples"] for m in mbs), sum(m["images"].shape[0] for m in mbs),
+                          sum(m["samples"] for m in mbs), sum(m["image_grid_thw"].shape[0] for m in mbs),
                           sum(m["dropped_samples"] for m in mbs)],
                          dtype=torch.float64, device=groups.device)
     dist.all_reduce(stats, group=groups.dp_group)
@@ -147,8 +169,8 @@ def train_step(plan: Plan, groups: Groups, state: Training, step: int, mbs: list
     loss = float(loss_sum) / n_global
     dt = time.perf_counter() - t0
     seq_lens = [int(m["tokens"]) for m in mbs]
-    flops = train_flops(plan.preset, plan.vocab, sum(seq_lens), sum(int(m["images"].shape[0]) for m in mbs),
-                        seq_lens)
+    patches = [int(g.prod()) for m in mbs for g in m["image_grid_thw"]]
+    flops = train_flops(plan.preset, plan.vocab, sum(seq_lens), patches, seq_lens)
     fl = torch.tensor([flops], dtype=torch.float64, device=groups.device)
     dist.all_reduce(fl, group=groups.dp_group)
     gnorm = upd["gradNorm"]

@@ -11,23 +11,33 @@ from .rules import exactly_one, rule
 
 
 class VisionModel(Model):
+    """RICE-ViT at native resolution: no fixed image size (the packer's smart-resize decides it)."""
+
     num_layers: int = Field(..., ge=1)
     hidden_size: int = Field(..., ge=1)
     num_attention_heads: int = Field(..., ge=1)
+    ffn_hidden_size: int | None = Field(None, ge=1, description="default 4 x hiddenSize")
     patch_size: int = Field(14, ge=1)
-    image_size: int = Field(560, ge=1)
 
 
 class LanguageModel(Model):
+    """Qwen3: GQA, q/k RMSNorm, SwiGLU, 1D RoPE."""
+
     num_layers: int = Field(..., ge=1)
     hidden_size: int = Field(..., ge=1)
     num_attention_heads: int = Field(..., ge=1)
-    num_query_groups: int | None = Field(None, ge=1)
+    num_query_groups: int | None = Field(None, ge=1, description="default numAttentionHeads (no GQA)")
+    head_dim: int | None = Field(None, ge=1, description="default hiddenSize / numAttentionHeads")
     ffn_hidden_size: int = Field(..., ge=1)
     vocab_size: int = Field(..., ge=1)
+    rope_base: float = Field(1_000_000.0, gt=0)
+    tie_embeddings: bool = False
+    max_sequence_length: int = Field(16384, ge=1)
 
 
 class Projector(Model):
+    """The patch merger: LayerNorm, mergeSize x mergeSize patches concatenated, 2-layer GELU MLP."""
+
     type: Literal["mlp2x_gelu"] = "mlp2x_gelu"
     merge_size: int = Field(2, ge=1)
 
@@ -164,7 +174,7 @@ class VLMTrainingStageSpec(CommonSpec):
         bad = problems(StageFacts(
             world=self.world_size, tensor=p.tensor, pipeline=p.pipeline, context=p.context,
             sequence_parallel=p.sequence_parallel, global_batch=self.batch.global_, micro=self.batch.micro,
-            init_from_hf=bool(self.init_from and self.init_from.hugging_face), lr=o.lr, min_lr=o.min_lr,
+            lr=o.lr, min_lr=o.min_lr,
             warmup_fraction=o.warmup_fraction, preset=self.model.shape()), detail=False)
         if bad:
             raise ValueError("; ".join(bad))

@@ -24,7 +24,6 @@ def args(*extra):
     (["--pipeline", "2"], 2, "pipeline"),
     (["--micro-batch", "2"], 2, "spec.batch.micro: must be 1"),
     (["--sequence-parallel"], 1, "spec.parallelism.sequenceParallel"),
-    (["--init-from", "hf://org/m"], 1, "spec.initFrom.huggingFace"),
     (["--global-batch", "3"], 2, "multiple of the data-parallel size"),
     (["--trainable", "projector,decoder"], 1, "trainable"),
 ])
