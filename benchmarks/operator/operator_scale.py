@@ -102,9 +102,10 @@ def main() -> None:
     ap.add_argument("--steady-seconds", type=float, default=30.0)
     ap.add_argument("--timeout", type=float, default=1800.0)
     a = ap.parse_args()
-    rows = [run(n, a.steady_seconds, a.timeout) for n in a.sizes]
-    for row in rows:
-        print(json.dumps(row))
+    rows = []
+    for n in a.sizes:  # each row as soon as it is measured
+        rows.append(run(n, a.steady_seconds, a.timeout))
+        print(json.dumps(rows[-1]), flush=True)
     lo, hi = rows[0], rows[-1]
     if hi["crs"] > lo["crs"]:
         print(json.dumps({"restartRatio": round(hi["restartSeconds"] / max(lo["restartSeconds"], 0.1), 2),

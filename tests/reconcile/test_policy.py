@@ -39,6 +39,16 @@ def test_locations_outside_the_storage_prefix_are_refused_however_they_are_spell
     assert not [v for v in _violations(_stage()) if v.startswith("spec.checkpoint")]
 
 
+def test_a_hugging_face_snapshot_location_is_confined_like_any_other_but_a_repo_id_is_not_a_location():
+    for value, refused in (("s3://other-bucket/snapshots/llava-ov-1.5-8b", True), ("/var/run/secrets/x", True),
+                           ("s3://platform-bucket/vlmops/team-a/snapshots/ov-8b", False),
+                           ("lmms-lab/LLaVA-OneVision-1.5-8B-Instruct", False)):
+        doc = _stage()
+        doc["spec"]["initFrom"] = {"huggingFace": value}
+        found = [v for v in _violations(doc) if v.startswith("spec.initFrom.huggingFace")]
+        assert bool(found) is refused, (value, found)
+
+
 def test_images_pod_overrides_and_sizes_beyond_the_policy_are_refused_with_their_field():
     doc = _stage()
     doc["spec"].update(image="docker.io/evil/miner:latest", nodes=32, gpusPerNode=8,

@@ -92,7 +92,10 @@ class ModelRef(Model):
 
     training_stage: Name | None = None
     checkpoint: str | None = Field(None, min_length=1)
-    hugging_face: str | None = Field(None, min_length=1)
+    hugging_face: str | None = Field(None, min_length=1, description=(
+        "Weights in the LLaVA-OneVision-1.5 release format (config.json + safetensors): a storage URI or path, "
+        "or a Hugging Face repo id resolved through the HF cache. A training stage imports them (TP-aware) "
+        "when it starts; an EvalSuite evaluates them."))
 
 
 class DataRef(Model):

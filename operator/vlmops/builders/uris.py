@@ -23,6 +23,8 @@ def locations(spec: Any, path: str = "spec") -> Iterator[tuple[str, str]]:
         for k, v in spec.items():
             if isinstance(v, str) and (k in URI_FIELDS or (k == "model" and path.endswith(".embedder"))):
                 yield f"{path}.{k}", v
+            elif k == "huggingFace" and isinstance(v, str) and not _is_relative(v):
+                yield f"{path}.{k}", v  # a snapshot location (a bare repo id is not one: the HF cache resolves it)
             else:
                 yield from locations(v, f"{path}.{k}")
     elif isinstance(spec, list):
