@@ -129,19 +129,19 @@ class RiceViT(MegatronModule):
         from megatron.core.tensor_parallel import copy_to_tensor_model_parallel_region
 
         x = self.patch_embed(pixels.to(self.patch_embed.weight.dtype))
-        angles = self.patch_angles(grid_thw).to(x.dtype)
+        angles = self.patch_angles(grid_thw)  # fp32, as the release computes them (bf16 angles lose whole radians)
         sizes = (grid_thw[:, 0] * grid_thw[:, 1] * grid_thw[:, 2]).tolist()
         xs, rs, seg = [], [], []
         cls = self.class_embedding.to(x.dtype)[None]
         for k, (xi, ri) in enumerate(zip(x.split(sizes), angles.split(sizes))):
             xs += [cls, xi]
-            rs += [self.class_pos_emb.to(x.dtype), ri]
+            rs += [self.class_pos_emb.float(), ri]
             seg.append(torch.full((xi.shape[0] + 1,), k, dtype=torch.long))
         x = self.pre_layernorm(torch.cat(xs))[:, None, :]  # [S, 1, h]
         # Each TP rank rotates only its own heads: the class token's learned angles get a partial
         # gradient there, summed over the TP group by megatron's copy-to-region (identity forward).
         freqs = copy_to_tensor_model_parallel_region(torch.cat(rs))
-        emb = torch.cat((freqs, freqs), -1)[:, None, None, :].float()  # rotate-half layout, as HF's
+        emb = torch.cat((freqs, freqs), -1)[:, None, None, :]  # rotate-half layout, as HF's
         seg = torch.cat(seg).to(x.device)
         mask = (seg[:, None] != seg[None, :])[None, None]  # True = masked: nothing across images
         y = self.decoder(hidden_states=x, attention_mask=mask, rotary_pos_emb=emb)[:, 0]

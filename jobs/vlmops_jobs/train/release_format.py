@@ -167,25 +167,26 @@ def _swiglu(name: str) -> bool:
     return name.startswith("language_model.") and name.endswith("mlp.linear_fc1.weight")
 
 
-def gather_full_state(model) -> dict[str, torch.Tensor]:
-    """Unsharded (TP=1 layout) fp32 copy of every parameter, on every rank of the TP group (collective)."""
+def gather_param(name: str, p: torch.Tensor) -> torch.Tensor:
+    """The full (TP=1 layout) tensor of one parameter, in its own dtype, on every rank of the TP group
+    (collective)."""
     from megatron.core import parallel_state as ps
 
+    t = p.detach().cpu()
     tp = ps.get_tensor_model_parallel_world_size()
-    group = ps.get_tensor_model_parallel_group()
-    out: dict[str, torch.Tensor] = {}
-    for name, p in _named(model):
-        t = p.detach().float().cpu()
-        if tp > 1 and getattr(p, "tensor_model_parallel", False):
-            parts = [torch.empty_like(t) for _ in range(tp)]
-            dist.all_gather(parts, t.contiguous(), group=group)
-            if _swiglu(name):
-                halves = [x.chunk(2, 0) for x in parts]
-                t = torch.cat([h[0] for h in halves] + [h[1] for h in halves], 0)
-            else:
-                t = torch.cat(parts, p.partition_dim)
-        out[name] = t
-    return out
+    if tp == 1 or not getattr(p, "tensor_model_parallel", False):
+        return t
+    parts = [torch.empty_like(t) for _ in range(tp)]
+    dist.all_gather(parts, t.contiguous(), group=ps.get_tensor_model_parallel_group())
+    if _swiglu(name):
+        halves = [x.chunk(2, 0) for x in parts]
+        return torch.cat([h[0] for h in halves] + [h[1] for h in halves], 0)
+    return torch.cat(parts, p.partition_dim)
+
+
+def gather_full_state(model) -> dict[str, torch.Tensor]:
+    """Every parameter gathered (collective); for tests and small models: export streams instead."""
+    return {name: gather_param(name, p).float() for name, p in _named(model)}
 
 
 def _named(model) -> Iterator[tuple[str, torch.Tensor]]:
@@ -209,32 +210,96 @@ def to_release(full: dict[str, torch.Tensor], preset: Preset) -> dict[str, torch
     return out
 
 
-def write_release(directory: str, tensors: dict[str, torch.Tensor], config: dict) -> None:
-    from safetensors.torch import save_file
+class ShardWriter:
+    """Safetensors files of at most `shard_bytes` each, written as tensors arrive, plus the index the
+    released checkpoints use (one `model.safetensors` when everything fits in one)."""
 
-    save_file(tensors, os.path.join(directory, WEIGHTS), metadata={"format": "pt"})
+    def __init__(self, directory: str, shard_bytes: int):
+        self.dir, self.limit = directory, shard_bytes
+        self.pending: dict[str, torch.Tensor] = {}
+        self.size, self.total, self.files, self.where = 0, 0, [], {}
+
+    def add(self, name: str, t: torch.Tensor) -> None:
+        n = t.numel() * t.element_size()
+        if self.pending and self.size + n > self.limit:
+            self._flush()
+        self.pending[name] = t
+        self.size += n
+        self.total += n
+
+    def _flush(self) -> None:
+        from safetensors.torch import save_file
+
+        fn = f"part-{len(self.files):05d}.safetensors"
+        save_file(self.pending, os.path.join(self.dir, fn), metadata={"format": "pt"})
+        self.files.append(fn)
+        self.where.update({k: fn for k in self.pending})
+        self.pending, self.size = {}, 0
+
+    def close(self) -> None:
+        if self.pending or not self.files:
+            self._flush()
+        if len(self.files) == 1:
+            os.rename(os.path.join(self.dir, self.files[0]), os.path.join(self.dir, WEIGHTS))
+            return
+        n = len(self.files)
+        names = {fn: f"model-{i + 1:05d}-of-{n:05d}.safetensors" for i, fn in enumerate(self.files)}
+        for old, new in names.items():
+            os.rename(os.path.join(self.dir, old), os.path.join(self.dir, new))
+        index = {"metadata": {"total_size": self.total}, "weight_map": {k: names[v] for k, v in sorted(self.where.items())}}
+        with open(os.path.join(self.dir, INDEX), "w") as f:
+            json.dump(index, f, indent=2)
+
+
+def write_config_and_code(directory: str, config: dict) -> None:
     with open(os.path.join(directory, "config.json"), "w") as f:
         json.dump(config, f, indent=2, sort_keys=True)
     for fn in CODE_FILES:
         shutil.copy(os.path.join(CODE_DIR, fn), os.path.join(directory, fn))
 
 
+def write_release(directory: str, tensors: dict[str, torch.Tensor], config: dict,
+                  shard_bytes: int = 2 * 1024 ** 3) -> None:
+    """A release-format directory from in-memory tensors (tests, small models)."""
+    w = ShardWriter(directory, shard_bytes)
+    for k, t in tensors.items():
+        w.add(k, t)
+    w.close()
+    write_config_and_code(directory, config)
+
+
 def export(model, preset: Preset, vocab: int, image_token_id: int, tokenizer_dir: str | None,
-           out_uri: str) -> dict[str, str] | None:
-    """Collective. Rank 0 writes the release-format dir to `out_uri`; returns {relpath: digest} there."""
+           out_uri: str, shard_bytes: int = 2 * 1024 ** 3) -> dict[str, str] | None:
+    """Collective. Parameters are gathered one at a time; rank 0 converts each and writes it into
+    safetensors shards of at most `shard_bytes` (an 8B model never whole in memory), then the config,
+    modeling code, tokenizer and processor, and uploads the directory to `out_uri`. Returns
+    {relpath: digest} on rank 0, else None."""
     import tempfile
 
     from ..common import storage
 
-    full = gather_full_state(model)
-    if dist.get_rank() != 0:
-        return None
-    tmp = tempfile.mkdtemp(prefix="vlmops-hf-")
+    rank0 = dist.get_rank() == 0
+    tmp = tempfile.mkdtemp(prefix="vlmops-hf-") if rank0 else None
     try:
-        extra = {}
-        if tokenizer_dir and os.path.isdir(tokenizer_dir):
-            extra = save_processor(tmp, tokenizer_dir, preset)
-        write_release(tmp, to_release(full, preset), hf_config(preset, vocab, image_token_id, extra))
+        params = dict(_named(model))
+        pairs = _pairs(preset, preset.language.tie_embeddings)
+        missing = sorted(set(params) - {p.megatron for p in pairs})
+        if missing:
+            raise ValueError(f"parameters with no release-format name: {missing[:5]}")
+        writer = ShardWriter(tmp, shard_bytes) if rank0 else None
+        dtype = next(iter(params.values())).dtype
+        for p in pairs:
+            full = gather_param(p.megatron, params[p.megatron])  # every rank takes part
+            if writer:
+                for k, t in zip(p.hf, p.to_hf(full)):
+                    writer.add(k, t.contiguous().clone())
+        if not rank0:
+            return None
+        writer.close()
+        extra = save_processor(tmp, tokenizer_dir, preset) if tokenizer_dir and os.path.isdir(tokenizer_dir) else {}
+        config = hf_config(preset, vocab, image_token_id, extra)
+        config["torch_dtype"] = str(dtype).removeprefix("torch.")
+        write_config_and_code(tmp, config)
         digests: dict[str, str] = {}
         for fn in sorted(os.listdir(tmp)):
             with open(os.path.join(tmp, fn), "rb") as f:
@@ -242,7 +307,8 @@ def export(model, preset: Preset, vocab: int, image_token_id: int, tokenizer_dir
             digests[fn] = storage.write_bytes_atomic(storage.join(out_uri, fn), data)
         return digests
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def save_processor(directory: str, tokenizer_dir: str, preset: Preset) -> dict:

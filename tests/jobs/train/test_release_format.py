@@ -92,10 +92,15 @@ def exported(small, tmp_path_factory):
         other = _model(tok, seed=1)  # another init: only the import can make it equal
         rf.load_into(other, rf.ReleaseReader(str(root / "hf")), TINY)
         reimported = rf.gather_full_state(other)
+        sharded = rf.export(model, TINY, padded_vocab(tok.vocab_size), tok.image, None, f"file://{root}/sharded",
+                            shard_bytes=40_000)  # many files + the index, as the released checkpoints
+        third = _model(tok, seed=2)
+        rf.load_into(third, rf.ReleaseReader(str(root / "sharded")), TINY)
         seq0 = build_microbatch(PackedShards(small["uri"]).read(0), tok, TINY.vision, TINY.language.max_sequence_length)
         result = {"dir": root / "hf", "files": files, "full": full, "logits": logits(model, mb)[0], "mb": mb,
                "tok": tok, "reimported": reimported, "reexport": rf.to_release(reimported, TINY),
-               "root": root, "logits_seq0": logits(other, seq0)[0]}
+               "root": root, "logits_seq0": logits(other, seq0)[0], "sharded": sharded,
+               "from_sharded": rf.gather_full_state(third)}
     finally:  # torn down before the tests run: they may start their own process groups
         ps.destroy_model_parallel()
         dist.destroy_process_group()
@@ -171,6 +176,8 @@ def test_import_of_an_export_is_bit_identical(exported):
     on_disk = load_file(str(exported["dir"] / rf.WEIGHTS))
     assert set(on_disk) == set(exported["reexport"])
     assert all(torch.equal(on_disk[k], exported["reexport"][k]) for k in on_disk)
+    assert rf.INDEX in exported["sharded"] and sum(f.endswith(".safetensors") for f in exported["sharded"]) > 3
+    assert all(torch.equal(full[k], exported["from_sharded"][k]) for k in full)
     manifest = set(exported["files"])
     assert {"config.json", rf.WEIGHTS, *rf.CODE_FILES, "tokenizer.json"} <= manifest
     assert {"processor_config.json", "preprocessor_config.json"} & manifest  # the file name moved in transformers 5
