@@ -76,6 +76,17 @@ def _mut(obj, fn):
     return obj["kind"], obj["spec"]
 
 
+def _explicit(vision=None, language=None, projector=None):
+    """A TP=1 stage with small explicit model blocks, `vision`/`language`/`projector` overriding fields."""
+    model = {"vision": {"numLayers": 2, "hiddenSize": 64, "numAttentionHeads": 4, **(vision or {})},
+             "language": {"numLayers": 2, "hiddenSize": 64, "numAttentionHeads": 4, "ffnHiddenSize": 128,
+                          "vocabSize": 100, **(language or {})}}
+    if projector:
+        model["projector"] = projector
+    return _mut(_stage(), lambda s: s.update(model=model, parallelism={**s["parallelism"], "tensor": 1}, nodes=1,
+                                             gpusPerNode=8, batch={"global": 8, "micro": 1}))
+
+
 CASES = {
     "initFrom two options": (lambda: _mut(_stage(), lambda s: s.update(initFrom={"checkpoint": "s3://a", "huggingFace": "x/y"})),
                              "exactly one of trainingStage, checkpoint, huggingFace must be set"),
@@ -90,29 +101,10 @@ CASES = {
                 "spec.parallelism.context: context parallelism is not supported yet (use 1)"),
     "sequence parallel": (lambda: _mut(_stage(), lambda s: s["parallelism"].update(sequenceParallel=True)),
                           "spec.parallelism.sequenceParallel: not supported yet (needs the Transformer Engine layer path)"),
-    "vision heads": (lambda: _mut(_stage(), lambda s: s.update(model={
-        "vision": {"numLayers": 2, "hiddenSize": 96, "numAttentionHeads": 16},
-        "language": {"numLayers": 2, "hiddenSize": 64, "numAttentionHeads": 4, "ffnHiddenSize": 128, "vocabSize": 100}},
-        parallelism={**s["parallelism"], "tensor": 1}, nodes=1, gpusPerNode=8, batch={"global": 8, "micro": 1})),
-        VISION_HEADS_MESSAGE),
-    "query groups": (lambda: _mut(_stage(), lambda s: s.update(model={
-        "vision": {"numLayers": 2, "hiddenSize": 64, "numAttentionHeads": 4},
-        "language": {"numLayers": 2, "hiddenSize": 64, "numAttentionHeads": 4, "numQueryGroups": 3,
-                     "ffnHiddenSize": 128, "vocabSize": 100}},
-        parallelism={**s["parallelism"], "tensor": 1}, nodes=1, gpusPerNode=8, batch={"global": 8, "micro": 1})),
-        GROUPS_MESSAGE),
-    "head dim": (lambda: _mut(_stage(), lambda s: s.update(model={
-        "vision": {"numLayers": 2, "hiddenSize": 64, "numAttentionHeads": 4},
-        "language": {"numLayers": 2, "hiddenSize": 64, "numAttentionHeads": 4, "headDim": 15,
-                     "ffnHiddenSize": 128, "vocabSize": 100}},
-        parallelism={**s["parallelism"], "tensor": 1}, nodes=1, gpusPerNode=8, batch={"global": 8, "micro": 1})),
-        HEAD_DIM_MESSAGE),
-    "image cell": (lambda: _mut(_stage(), lambda s: s.update(model={
-        "vision": {"numLayers": 2, "hiddenSize": 64, "numAttentionHeads": 4},
-        "language": {"numLayers": 2, "hiddenSize": 64, "numAttentionHeads": 4, "ffnHiddenSize": 128, "vocabSize": 100},
-        "projector": {"mergeSize": 3}}, parallelism={**s["parallelism"], "tensor": 1}, nodes=1, gpusPerNode=8,
-        batch={"global": 8, "micro": 1})),
-        CELL_MESSAGE),
+    "vision heads": (lambda: _explicit(vision={"hiddenSize": 96, "numAttentionHeads": 16}), VISION_HEADS_MESSAGE),
+    "query groups": (lambda: _explicit(language={"numQueryGroups": 3}), GROUPS_MESSAGE),
+    "head dim": (lambda: _explicit(language={"headDim": 15}), HEAD_DIM_MESSAGE),
+    "image cell": (lambda: _explicit(projector={"mergeSize": 3}), CELL_MESSAGE),
     "min lr": (lambda: _mut(_stage(), lambda s: s["optimizer"].update(minLr=1.0)),
                "spec.optimizer.minLr: must not exceed optimizer.lr"),
     "preset tp": (lambda: _mut(_stage(), lambda s: s.update(parallelism={**s["parallelism"], "tensor": 16},
