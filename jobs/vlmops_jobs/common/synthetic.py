@@ -100,14 +100,19 @@ def _corpus_lines(rng: np.random.Generator, n_lines: int = 400) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 # Tokenizer
 # ---------------------------------------------------------------------------------------------
-def make_tokenizer(dir: str, vocab_size: int = 1536) -> str:
+def make_tokenizer(dir: str, vocab_size: int = 1536, qwen_vl: bool = False) -> str:
     """Train a tiny byte-level BPE tokenizer and save it in HF layout; returns the local dir.
 
     The directory holds `tokenizer.json`, `tokenizer_config.json` (with a Qwen-style ChatML
     `chat_template`) and `special_tokens_map.json`, so both
     `tokenizers.Tokenizer.from_file(dir + "/tokenizer.json")` and
-    `transformers.AutoTokenizer.from_pretrained(dir)` load it. Deterministic.
+    `transformers.AutoTokenizer.from_pretrained(dir)` load it. Deterministic. `qwen_vl`: images as the
+    released Qwen tokenizers mark them (`<|vision_start|><|image_pad|><|vision_end|>`) instead of `<image>`.
     """
+    from .image_tokens import MARKER, QWEN_VL
+
+    specials = [t for t in SPECIAL_TOKENS if t != MARKER] + list(QWEN_VL) if qwen_vl else list(SPECIAL_TOKENS)
+    template = CHAT_TEMPLATE.replace("'<image>'", "'" + "".join(QWEN_VL) + "'") if qwen_vl else CHAT_TEMPLATE
     import os
 
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -121,7 +126,7 @@ def make_tokenizer(dir: str, vocab_size: int = 1536) -> str:
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
         min_frequency=1,
-        special_tokens=list(SPECIAL_TOKENS),
+        special_tokens=specials,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
@@ -130,7 +135,7 @@ def make_tokenizer(dir: str, vocab_size: int = 1536) -> str:
     tok.save(os.path.join(dir, "tokenizer.json"))
 
     added = {}
-    for t in SPECIAL_TOKENS:
+    for t in specials:
         added[str(tok.token_to_id(t))] = {
             "content": t, "lstrip": False, "normalized": False, "rstrip": False,
             "single_word": False, "special": True,
@@ -138,21 +143,21 @@ def make_tokenizer(dir: str, vocab_size: int = 1536) -> str:
     config = {
         "tokenizer_class": "PreTrainedTokenizerFast",
         "added_tokens_decoder": added,
-        "additional_special_tokens": ["<|im_start|>", "<|im_end|>", "<image>"],
+        "additional_special_tokens": specials[1:],
         "bos_token": None,
         "eos_token": "<|im_end|>",
         "pad_token": "<pad>",
         "unk_token": None,
         "model_max_length": 131072,
         "clean_up_tokenization_spaces": False,
-        "chat_template": CHAT_TEMPLATE,
+        "chat_template": template,
     }
     with open(os.path.join(dir, "tokenizer_config.json"), "w") as f:
         json.dump(config, f, indent=2, sort_keys=True)
     with open(os.path.join(dir, "special_tokens_map.json"), "w") as f:
         json.dump(
             {"eos_token": "<|im_end|>", "pad_token": "<pad>",
-             "additional_special_tokens": ["<|im_start|>", "<|im_end|>", "<image>"]},
+             "additional_special_tokens": specials[1:]},
             f, indent=2, sort_keys=True,
         )
     return dir

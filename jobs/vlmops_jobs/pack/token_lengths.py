@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..common import storage
+from ..common import image_tokens as image_form, storage
 from ..common.result import JobError
 
 IMAGE_MARKER = "<image>"
@@ -92,14 +92,17 @@ class TextCounter:
         env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
         self.template = env.from_string(_chat_template(path, config))
         self.special = {k: config.get(k) for k in ("bos_token", "eos_token", "pad_token")}
-        self.image_id = self.tok.token_to_id(IMAGE_MARKER)
+        self.image = image_form.for_vocab(self.tok.get_vocab(with_added_tokens=True))
+        if self.image is None:
+            raise JobError(f"tokenizer {path}: {image_form.MISSING}")
 
     def render(self, messages: list[dict]) -> str:
         return self.template.render(messages=messages, add_generation_prompt=False,
                                     **{k: v for k, v in self.special.items() if isinstance(v, str)})
 
     def count(self, texts: list[str]) -> np.ndarray:
-        encs = self.tok.encode_batch(texts, add_special_tokens=False)
+        """Tokens of rendered conversations, each `<image>` marker in the tokenizer's image form."""
+        encs = self.tok.encode_batch([self.image.render(t) for t in texts], add_special_tokens=False)
         return np.array([len(e.ids) for e in encs], dtype=np.int64)
 
 
@@ -184,6 +187,7 @@ def count_tokens(rows: list[dict], base_dirs: list[str], counter: TextCounter, g
     texts, all_images = _render(rows, base_dirs, counter)
     text_tokens = counter.count(texts)
     per_row_images = _image_tokens(rows, all_images, geometry, threads)
-    # each <image> marker is one token of the template; the trainer expands it into N image tokens
+    # each image is one placeholder token in the text (plus the tokens around it, if the tokenizer has them);
+    # the trainer replaces the placeholder by the image's N tokens
     totals = np.array([t - len(im) + sum(im) for t, im in zip(text_tokens.tolist(), per_row_images)], dtype=np.int64)
     return TokenCounts(text_tokens, per_row_images, all_images, totals, sum(len(t.encode()) for t in texts))

@@ -23,7 +23,7 @@ from typing import Any, Iterator
 import numpy as np
 import torch
 
-from ..common import storage
+from ..common import image_tokens as image_form, storage
 from ..common.result import JobError
 from ..pack.reader import PackedShardReader
 from vlmops_contract.model_shapes import VisionShape
@@ -49,11 +49,16 @@ class ChatTokenizer:
             raise JobError(f"tokenizer {path}: no tokenizer.json")
         self.tok = Tokenizer.from_file(f)
         self.vocab_size = self.tok.get_vocab_size(with_added_tokens=True)
-        ids = {t: self.tok.token_to_id(t) for t in ("<|im_start|>", "<|im_end|>", "<image>")}
+        ids = {t: self.tok.token_to_id(t) for t in ("<|im_start|>", "<|im_end|>")}
         missing = [t for t, i in ids.items() if i is None]
         if missing:
             raise JobError(f"tokenizer {path}: missing special tokens {missing}")
-        self.im_start, self.im_end, self.image = ids["<|im_start|>"], ids["<|im_end|>"], ids["<image>"]
+        self.image_tokens = image_form.for_vocab(self.tok.get_vocab(with_added_tokens=True))
+        if self.image_tokens is None:
+            raise JobError(f"tokenizer {path}: {image_form.MISSING}")
+        self.im_start, self.im_end = ids["<|im_start|>"], ids["<|im_end|>"]
+        self.image = self.tok.token_to_id(self.image_tokens.pad)
+        self._around = (self.text(self.image_tokens.before), self.text(self.image_tokens.after))
         self.pad = self.tok.token_to_id("<pad>") or 0
         self.dir = local if os.path.isdir(local) else os.path.dirname(local)
 
@@ -61,7 +66,7 @@ class ChatTokenizer:
         return self.tok.encode(s, add_special_tokens=False).ids if s else []
 
     def encode_conversation(self, conversations: list[dict]) -> tuple[list[int], list[int]]:
-        """(ids, target) in text space; one `<image>` id per image; target=1 on assistant tokens."""
+        """(ids, target) in text space; one image placeholder id per image; target=1 on assistant tokens."""
         msgs = list(conversations)
         if not msgs or msgs[0].get("role") != "system":
             msgs = [{"role": "system", "content": DEFAULT_SYSTEM}] + msgs
@@ -75,9 +80,10 @@ class ChatTokenizer:
             is_answer = role == "assistant"
             parts = content.split("<image>")
             for j, part in enumerate(parts):
-                if j:
-                    ids.append(self.image)
-                    tgt.append(0)
+                if j:  # the image placeholder (and the tokens around it, for Qwen-VL tokenizers)
+                    placeholder = self._around[0] + [self.image] + self._around[1]
+                    ids += placeholder
+                    tgt += [0] * len(placeholder)
                 t = self.text(part)
                 ids += t
                 tgt += [int(is_answer)] * len(t)

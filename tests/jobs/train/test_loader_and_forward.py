@@ -96,3 +96,36 @@ def test_a_sub_sample_longer_than_the_model_is_counted_not_lost(small, one_rank)
     two["samples"] = two["samples"] * 2
     mb2 = build_microbatch({**raw, "json": json.dumps(two).encode()}, tok, vision, total + 5)
     assert mb2["samples"] == 1 and mb2["dropped_samples"] == 1
+
+
+@pytest.mark.parametrize("qwen_vl", [False, True])
+def test_packer_and_trainer_count_the_same_tokens_for_both_image_forms(tmp_path, qwen_vl):
+    """`<image>` tokenizers and the released Qwen-VL form (`<|vision_start|><|image_pad|><|vision_end|>`):
+    the packer's count of a conversation equals the trainer's, and the trainer's ids carry the form."""
+    import json
+
+    from PIL import Image
+
+    from vlmops_jobs.common import synthetic
+    from vlmops_jobs.common.image_tokens import QWEN_VL
+    from vlmops_jobs.pack.token_lengths import ImageGeometry, TextCounter, count_tokens
+    from vlmops_jobs.train.data import ChatTokenizer, build_microbatch
+
+    tok_dir = synthetic.make_tokenizer(str(tmp_path / "tok"), qwen_vl=qwen_vl)
+    sizes = [(90, 60), (300, 200)]
+    for k, (w, h) in enumerate(sizes):
+        Image.new("RGB", (w, h), (10 * k, 200, 30)).save(tmp_path / f"img{k}.png")
+    conv = [{"role": "user", "content": "<image>\nand <image>\nWhat colour?"},
+            {"role": "assistant", "content": "green and red"}]
+    row = {"id": "a", "conversations": conv, "images": ["img0.png", "img1.png"]}
+    counts = count_tokens([row], [str(tmp_path)], TextCounter(tok_dir), ImageGeometry(14, 2, 3136, 2_560_000), 2)
+    tok = ChatTokenizer(tok_dir)
+    ids, _ = tok.encode_conversation(conv)
+    specials = {tok.tok.token_to_id(t) for t in QWEN_VL}
+    assert (specials <= set(ids)) is qwen_vl and ids.count(tok.image) == 2
+    raws = {f"img{k}.png": (tmp_path / f"img{k}.png").read_bytes() for k in range(2)}
+    raw = {"json": json.dumps({"sequence": 0, "capacity": 4096, "samples": [
+        {"id": "a", "conversations": conv, "images": list(raws), "tokens": int(counts.totals[0]),
+         "imageTokens": counts.images[0]}]}).encode(), **raws}
+    mb = build_microbatch(raw, tok, PRESETS["tiny"].vision, 4096)
+    assert mb["tokens"] == int(counts.totals[0])

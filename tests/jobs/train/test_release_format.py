@@ -241,3 +241,25 @@ def test_a_snapshot_of_another_shape_or_format_is_refused_before_any_process_gro
             start("hf://no-such-org/no-such-model")
         finally:
             os.environ.pop("HF_HUB_OFFLINE")
+
+
+def test_the_exported_processor_marks_images_as_the_tokenizer_does(tmp_path):
+    """With a Qwen-VL tokenizer (the released form) the processor's prompt carries
+    <|vision_start|> <|image_pad|> x N <|vision_end|>, N = the packer's image tokens."""
+    from PIL import Image
+    from transformers import AutoProcessor
+
+    from vlmops_jobs.common import synthetic
+    from vlmops_jobs.common.image_tokens import QWEN_VL
+    from vlmops_jobs.pack.token_lengths import image_tokens
+
+    tok_dir = synthetic.make_tokenizer(str(tmp_path / "tok"), qwen_vl=True)
+    rf.save_processor(str(tmp_path), tok_dir, TINY)
+    proc = AutoProcessor.from_pretrained(tmp_path)
+    msg = [{"role": "user", "content": [{"type": "image", "image": None}, {"type": "text", "text": "colour?"}]}]
+    text = proc.apply_chat_template(msg, tokenize=False, add_generation_prompt=True)
+    ids = proc(text=[text], images=[Image.new("RGB", (300, 200))], return_tensors="pt")["input_ids"][0].tolist()
+    start, pad, end = (proc.tokenizer.convert_tokens_to_ids(t) for t in QWEN_VL)
+    i = ids.index(start)
+    n = image_tokens(300, 200)
+    assert ids[i + 1: i + 1 + n] == [pad] * n and ids[i + 1 + n] == end
