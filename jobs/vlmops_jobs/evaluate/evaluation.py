@@ -1,7 +1,9 @@
 """Phase 2 of `run`: lmms-eval task by task, each task's output uploaded as soon as it finishes.
 
 One `simple_evaluate` per task (with a fresh model instance) so that one task's crash keeps the
-other tasks' results; a model that fails to load fails every task not run yet.
+other tasks' results; a model that fails to load fails every task not run yet. Each finished task
+is committed on its own (its files, then its `done.json` marker): an evaluation killed midway and
+run again with the same parameters and model reuses the finished tasks and evaluates the rest.
 """
 from __future__ import annotations
 
@@ -19,7 +21,15 @@ STAGING = "out"  # under the work dir: lmms-eval writes here, then the files are
 
 def evaluate_tasks(inputs: EvalInputs, out: Output) -> EvalResults:
     collected = EvalResults(inputs.lmms_eval_version, inputs.model.lineage(), inputs.parameters)
+    crash_after = int(os.environ.get("VLMOPS_EVAL_CRASH_AFTER_TASKS", "0") or 0)  # test hook: a killed pod
+    evaluated = 0
     for i, task in enumerate(inputs.tasks):
+        done = out.committed_task(task, inputs)
+        if done is not None:
+            raw, seconds = done
+            collected.add_task(task, raw, seconds, reused=True)
+            out.put_progress(collected)
+            continue
         try:
             lm = lmms.load_model(inputs)
         except Exception as e:
@@ -37,5 +47,9 @@ def evaluate_tasks(inputs: EvalInputs, out: Output) -> EvalResults:
         lmms.write_raw_output(raw, task_dir)
         collected.add_task(task, raw, seconds)
         out.put_tree(task_dir, rel_dir)
+        out.commit_task(task, inputs, seconds)
         out.put_progress(collected)
+        evaluated += 1
+        if crash_after and evaluated == crash_after:
+            raise SystemExit(17)
     return collected

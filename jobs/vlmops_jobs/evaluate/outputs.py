@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from vlmops_contract.layouts.evaluate import MANIFEST, RESULTS
+from vlmops_contract.layouts.evaluate import MANIFEST, RAW_RESULTS, RESULTS, TASK_DONE, raw_task_dir
 
 from ..common import lineage, storage
 from .inputs import EvalInputs
@@ -36,6 +36,36 @@ class Output:
                 continue
             with open(os.path.join(local_dir, rel), "rb") as f:
                 self.put_bytes(key, f.read())
+
+    def commit_task(self, task: str, inputs: EvalInputs, seconds: float) -> None:
+        """The task's marker, after its files: what it was evaluated with and what it wrote."""
+        prefix = raw_task_dir(task) + "/"
+        files = {k[len(prefix):]: v for k, v in self.files.items() if k.startswith(prefix)}
+        self.put_json(prefix + TASK_DONE, {"task": task, "parameters": inputs.parameters,
+                                           "model": inputs.model.lineage().get("digest"),
+                                           "seconds": round(seconds, 3), "files": files})
+
+    def committed_task(self, task: str, inputs: EvalInputs) -> tuple[dict[str, Any], float] | None:
+        """(lmms-eval's raw results, seconds) of a task a previous run committed with the same parameters
+        and model, its files still as recorded (their digests are taken into this run's manifest);
+        None when the task has to be evaluated."""
+        prefix = raw_task_dir(task) + "/"
+        try:
+            marker = storage.read_json(storage.join(self.uri, prefix + TASK_DONE))
+        except Exception:
+            return None
+        if marker.get("parameters") != inputs.parameters or marker.get("model") != inputs.model.lineage().get("digest"):
+            return None
+        files = marker.get("files") or {}
+        try:
+            if any(storage.sha256_uri(storage.join(self.uri, prefix + rel)) != d for rel, d in files.items()):
+                return None
+            raw = storage.read_json(storage.join(self.uri, prefix + RAW_RESULTS))
+        except Exception:
+            return None
+        self.files.update({prefix + rel: d for rel, d in files.items()})
+        self.files[prefix + TASK_DONE] = storage.sha256_uri(storage.join(self.uri, prefix + TASK_DONE))
+        return raw, float(marker.get("seconds") or 0.0)
 
     def put_progress(self, collected: EvalResults) -> None:
         """results.json so far, marked partial: only the manifest commits it."""

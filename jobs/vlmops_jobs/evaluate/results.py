@@ -36,8 +36,9 @@ class EvalResults:
     def partial(self) -> bool:
         return bool(self.errors)
 
-    def add_task(self, task: str, raw: dict[str, Any], seconds: float) -> None:
-        """One task's lmms-eval results (what `simple_evaluate` returned, samples popped)."""
+    def add_task(self, task: str, raw: dict[str, Any], seconds: float, reused: bool = False) -> None:
+        """One task's lmms-eval results (what `simple_evaluate` returned, samples popped; or, `reused`,
+        what an earlier run of the same evaluation committed)."""
         n = normalize(raw)
         self.results.extend(n["results"])
         self.tasks.update(n["tasks"])
@@ -45,6 +46,9 @@ class EvalResults:
         n_samples = sum(int(v.get("effective", 0)) for v in (raw.get("n-samples") or {}).values())
         self.samples += n_samples
         self.eval_seconds += seconds
+        if reused:
+            log(f"task {task}: {len(n['results'])} metrics, reused from an earlier run of this evaluation")
+            return
         log(f"task {task}: {len(n['results'])} metrics in {seconds:.1f}s "
             f"({n_samples / max(seconds, 1e-9):.2f} samples/s)")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import os
 import subprocess
 import sys
@@ -169,6 +170,31 @@ def test_a_task_crash_keeps_the_other_tasks_results_and_exits_1(assets, tmp_path
     doc = storage.read_json(f"{out}/results.json")
     assert doc["partial"] is True and doc["errors"] == res["errors"]
     assert storage.read_json(f"{out}/manifest.json")["stats"]["tasksFailed"] == 1
+
+
+def test_a_killed_eval_reruns_only_its_unfinished_tasks_and_ends_as_an_uninterrupted_one(
+        assets, tmp_path, capsys, monkeypatch):
+    tasks, local = "vlmops_tiny_vqa,vlmops_tiny_count", f"file://{assets['ckpt']}"
+    whole, resumed = f"file://{tmp_path}/whole", f"file://{tmp_path}/resumed"
+    assert _run_inproc(assets, capsys, monkeypatch, output=whole, tasks=tasks, model_uri=local).returncode == 0
+    monkeypatch.setenv("VLMOPS_EVAL_CRASH_AFTER_TASKS", "1")  # the pod dies after its first task
+    with pytest.raises(SystemExit):
+        _run_inproc(assets, capsys, monkeypatch, output=resumed, tasks=tasks, model_uri=local)
+    capsys.readouterr()
+    assert storage.exists(f"{resumed}/lmms-eval/vlmops_tiny_vqa/done.json")
+    assert not storage.exists(f"{resumed}/lmms-eval/vlmops_tiny_count/done.json")
+    assert not storage.exists(f"{resumed}/manifest.json")
+    monkeypatch.delenv("VLMOPS_EVAL_CRASH_AFTER_TASKS")
+    p = _run_inproc(assets, capsys, monkeypatch, output=resumed, tasks=tasks, model_uri=local)
+    assert p.returncode == 0, _explain(p)
+    assert "task vlmops_tiny_vqa: 3 metrics, reused from an earlier run" in p.stderr
+    assert re.search(r"task vlmops_tiny_count: \d+ metrics in [\d.]+s", p.stderr)  # evaluated now
+    assert storage.read_bytes(f"{resumed}/results.json") == storage.read_bytes(f"{whole}/results.json")
+    a, b = storage.read_json(f"{whole}/manifest.json"), storage.read_json(f"{resumed}/manifest.json")
+    assert a["files"]["results.json"] == b["files"]["results.json"] and set(a["files"]) == set(b["files"])
+    # a task committed with other parameters is evaluated again, not reused
+    p = _run_inproc(assets, capsys, monkeypatch, "--limit", "2", output=resumed, tasks=tasks, model_uri=local)
+    assert p.returncode == 0 and "reused" not in p.stderr
 
 
 @pytest.mark.parametrize(
