@@ -187,7 +187,12 @@ def test_a_tp2_import_computes_what_tp1_computes(exported, small, tmp_path):
     out = tmp_path / "tp2.pt"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO / "operator"), str(REPO / "jobs"),
                                                         str(REPO / "tests" / "jobs")]), "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29677",
+    import socket
+
+    with socket.socket() as s:  # a free port: another run of this suite may be on the machine
+        s.bind(("127.0.0.1", 0))
+        port = str(s.getsockname()[1])
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", port,
            str(REPO / "tests/jobs/train/fixtures/import_probe.py"), "--snapshot", str(exported["dir"]),
            "--data", small["uri"], "--tokenizer", small["tokenizer"], "--out", str(out)]
     p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, start_new_session=True)
