@@ -13,7 +13,7 @@ import json
 import shutil
 from pathlib import Path
 
-from vlmops_jobs.common.synthetic import make_samples, make_tokenizer
+from vlmops_jobs.common.synthetic import COLOURS, make_samples, make_tokenizer
 
 HERE = Path(__file__).resolve().parent
 
@@ -23,17 +23,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--samples", type=int, default=400)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--colour-fraction", type=float, default=0.5,
+                   help="share of samples that ask the eval task's question (what the tiny model can learn)")
     args = p.parse_args(argv)
     out = Path(args.out.removeprefix("file://"))
     marker = out / "generated.json"
-    want = {"samples": args.samples, "seed": args.seed, "version": 2}  # bump when generators change
+    want = {"samples": args.samples, "seed": args.seed, "colourFraction": args.colour_fraction, "version": 3}  # bump when generators change
     if marker.exists() and json.loads(marker.read_text()) == want:
         print(f"quickstart data already in {out}")
         return 0
     out.mkdir(parents=True, exist_ok=True)
     make_tokenizer(str(out / "tokenizer"))
     info = make_samples(str(out / "pool"), args.samples, seed=args.seed, with_embeddings=64, n_concepts=48,
-                        image_sizes=[(56, 56), (84, 56), (112, 84), (56, 112), (140, 112)])
+                        image_sizes=[(56, 56), (84, 56), (112, 84), (56, 112), (140, 112)],
+                        colour_fraction=args.colour_fraction)
     tasks = out / "eval-tasks"
     if tasks.exists():
         shutil.rmtree(tasks)
@@ -50,7 +53,7 @@ def _eval_data(d: Path, seed: int) -> None:
     from PIL import Image
 
     d.mkdir(parents=True, exist_ok=True)
-    colours = {"red": (220, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 220), "white": (250, 250, 250)}
+    colours = COLOURS  # the same colours (and question) as the training samples that teach the task
     rng = np.random.default_rng(seed)
     rows = []
     for i in range(8):

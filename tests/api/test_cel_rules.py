@@ -128,7 +128,38 @@ CASES = {
                "minPixels must not exceed maxPixels"),
     "eval model none": (lambda: _mut(_kind("EvalSuite"), lambda s: s.update(model={})),
                         "exactly one of trainingStage, checkpoint, huggingFace must be set"),
+    "eval workers vs gpus": (lambda: _mut(_kind("EvalSuite"), lambda s: s.update(gpus=4, parallelism={"workers": 2})),
+                             "parallelism.workers: with backend hf each worker takes one GPU, so gpus must be 0, "
+                             "equal workers, or workers 1 (one process over all GPUs)"),
+    "vllm without gpus": (lambda: _mut(_kind("EvalSuite"), lambda s: s.update(
+        backend="vllm", gpus=0, lmmsEval={k: v for k, v in s["lmmsEval"].items() if k != "model"})),
+        "backend vllm runs on GPUs: gpus must be a positive multiple of parallelism.workers (each replica "
+        "takes gpus / workers GPUs by tensor parallelism)"),
+    "vllm gpus per replica": (lambda: _mut(_kind("EvalSuite"), lambda s: s.update(
+        backend="vllm", gpus=3, parallelism={"workers": 2}, lmmsEval={k: v for k, v in s["lmmsEval"].items() if k != "model"})),
+        "backend vllm runs on GPUs: gpus must be a positive multiple of parallelism.workers (each replica "
+        "takes gpus / workers GPUs by tensor parallelism)"),
+    "vllm with an hf model": (lambda: _mut(_kind("EvalSuite"), lambda s: s.update(backend="vllm", gpus=1)),
+                              "lmmsEval.model: backend vllm evaluates with lmms-eval's vllm model, so leave lmmsEval.model out"),
+    "vllm reserved args": (lambda: _mut(_kind("EvalSuite"), lambda s: s.update(
+        backend="vllm", gpus=2, lmmsEval={**{k: v for k, v in s["lmmsEval"].items() if k != "model"},
+                                          "modelArgs": {"tensor_parallel_size": "2"}})),
+        "lmmsEval.modelArgs: with backend vllm, model, tensor_parallel_size and data_parallel_size come from "
+        "spec.model, spec.gpus and spec.parallelism.workers"),
+    "eval pretrained arg": (lambda: _mut(_kind("EvalSuite"), lambda s: s["lmmsEval"].update(modelArgs={"pretrained": "x"})),
+                            "lmmsEval.modelArgs.pretrained: the checkpoint comes from spec.model"),
 }
+
+
+def test_data_parallel_and_vllm_evalsuites_are_admitted():
+    for update in ({"gpus": 2, "parallelism": {"workers": 2}}, {"gpus": 0, "parallelism": {"workers": 4}},
+                   {"gpus": 8, "parallelism": {"workers": 1}}):
+        kind, spec = _mut(_kind("EvalSuite"), lambda s: s.update(update))
+        assert cel_failures(kind, spec) == [] == pydantic_failures(kind, spec)
+    kind, spec = _mut(_kind("EvalSuite"), lambda s: s.update(
+        backend="vllm", gpus=4, parallelism={"workers": 2},
+        lmmsEval={k: v for k, v in s["lmmsEval"].items() if k != "model"}))
+    assert cel_failures(kind, spec) == [] == pydantic_failures(kind, spec)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

@@ -117,7 +117,7 @@ def test_config_file_loads_into_build_context(all_objs, tmp_path):
     cfg = yaml.safe_load(cm["data"]["config.yaml"])
     assert cfg == {
         "images": {"data": "ghcr.io/vlmops/vlmops-data:0.1.0", "train": "ghcr.io/vlmops/vlmops-train:0.1.0",
-                   "eval": "ghcr.io/vlmops/vlmops-eval:0.1.0"},
+                   "eval": "ghcr.io/vlmops/vlmops-eval:0.1.0", "evalVllm": "ghcr.io/vlmops/vlmops-eval-vllm:0.1.0"},
         "storage": {"endpointURL": "http://minio.storage:9000", "region": "us-east-1", "secretName": "vlmops-s3"},
         "storagePrefix": "s3://vlm-data/runs",
         "jobServiceAccount": "vlmops-job",
@@ -151,7 +151,8 @@ def test_job_images_follow_the_registry_tag_and_per_image_values(helm):
     cfg = yaml.safe_load(one(objs, "ConfigMap", "vlmops-config")["data"]["config.yaml"])
     assert cfg["images"] == {"data": "registry.local/ml/vlmops-data:0.2.0",
                              "train": "registry.local/ml/vlmops-train:0.2.0",
-                             "eval": "registry.local/ml/eval@sha256:" + "a" * 64}
+                             "eval": "registry.local/ml/eval@sha256:" + "a" * 64,
+                             "evalVllm": "registry.local/ml/vlmops-eval-vllm:0.2.0"}
 
 
 def test_config_change_rolls_the_operator(helm, default_objs):

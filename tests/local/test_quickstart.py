@@ -122,9 +122,9 @@ def test_quickstart_interrupted_resumed_and_idempotent(workdir):
     pds = crs["qs-packed"]["status"]["stats"]
     assert pds["samples"] == bc["selectedSamples"] - pds["droppedTooLong"]
     assert pds["sequences"] >= pds["lowerBoundSequences"]
-    assert crs["qs-stage-2"]["status"]["progress"]["step"] == 6
+    assert crs["qs-stage-2"]["status"]["progress"]["step"] == 24
     ev = crs["qs-eval"]["status"]
-    assert ev["total"] == 1 and ev["passed"] == 1
+    assert ev["total"] == 1 and ev["passed"] == 1, ev  # exact_match >= 0.75: the trained model names colours
     assert {r_["task"] for r_ in ev["results"]} == {"quickstart_colours"}
 
     # 3. The report shows the statuses' numbers; lineage walks back to the corpus.
@@ -137,6 +137,39 @@ def test_quickstart_interrupted_resumed_and_idempotent(workdir):
     assert names[0] == ("EvalSuite", "qs-eval") and ("BalancedCorpus", "qs-balanced") in names
 
     assert _processes_using(wd) == [], "jobs left helper processes behind"
+
+    # 4. The gate can fail: the same EvalSuite on the same architecture and processor with untrained weights.
+    untrained = _untrained_copy(wd / "storage/quickstart/ckpt/stage-2/output/hf", wd / "untrained-hf")
+    evs = next(d for d in yaml.safe_load_all((QS / "pipeline.yaml").read_text()) if d["kind"] == "EvalSuite")
+    evs["metadata"]["name"] = "qs-eval-untrained"
+    evs["spec"].update(model={"checkpoint": f"file://{untrained}"}, output={"uri": "quickstart/eval-untrained"})
+    f = wd / "untrained.yaml"
+    f.write_text(yaml.safe_dump(evs))
+    r = vlmops("run", "-f", str(f), "--workdir", str(wd), timeout=900)
+    assert r.returncode != 0, r.stdout + r.stderr[-3000:]
+    bad = _crs(wd)["qs-eval-untrained"]["status"]
+    assert bad["phase"] == "Failed" and bad["passed"] == 0 and bad["total"] == 1, bad
+    assert bad["failing"][0].startswith("quickstart_colours/exact_match: 0 < 0.75"), bad["failing"]
+
+
+def _untrained_copy(hf: Path, dest: Path) -> Path:
+    """The export with its weights re-initialised (normal(0, 0.02); norms 1, biases 0)."""
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    shutil.copytree(hf, dest)
+    g = torch.Generator().manual_seed(0)
+    for path in sorted(dest.glob("*.safetensors")):
+        tensors = load_file(path)
+        for name, t in tensors.items():
+            if t.dim() == 1:
+                tensors[name] = torch.ones_like(t) if name.endswith("weight") else torch.zeros_like(t)
+            else:
+                tensors[name] = (torch.randn(t.shape, generator=g) * 0.02).to(t.dtype)
+        save_file(tensors, path, metadata={"format": "pt"})
+    return dest
 
     # 4. A third run changes nothing.
     before = {p: p.stat().st_mtime for p in (wd / "state").rglob("*.json")}

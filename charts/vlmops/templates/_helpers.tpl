@@ -49,7 +49,7 @@ app.kubernetes.io/part-of: vlmops
 {{- end -}}
 {{- end -}}
 
-{{/* Default job image for one of data|train|eval. Usage: include "vlmops.jobImage" (list . "data") */}}
+{{/* Default job image for one of data|train|eval|evalVllm (vlmops-eval-vllm). Usage: include "vlmops.jobImage" (list . "data") */}}
 {{- define "vlmops.jobImage" -}}
 {{- $root := index . 0 -}}
 {{- $kind := index . 1 -}}
@@ -58,7 +58,7 @@ app.kubernetes.io/part-of: vlmops
 {{- if $explicit -}}
 {{- $explicit -}}
 {{- else -}}
-{{- printf "%s/vlmops-%s:%s" (trimSuffix "/" $imgs.registry) $kind (default $root.Chart.AppVersion $imgs.tag) -}}
+{{- printf "%s/vlmops-%s:%s" (trimSuffix "/" $imgs.registry) (kebabcase $kind) (default $root.Chart.AppVersion $imgs.tag) -}}
 {{- end -}}
 {{- end -}}
 
@@ -136,6 +136,7 @@ images:
   data: {{ include "vlmops.jobImage" (list . "data") | quote }}
   train: {{ include "vlmops.jobImage" (list . "train") | quote }}
   eval: {{ include "vlmops.jobImage" (list . "eval") | quote }}
+  evalVllm: {{ include "vlmops.jobImage" (list . "evalVllm") | quote }}
 {{- $s := .Values.jobs.storage }}
 {{- if or $s.endpointURL $s.region $s.secretName }}
 storage:

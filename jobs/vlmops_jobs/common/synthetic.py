@@ -207,6 +207,7 @@ def make_samples(
     zipf_s: float = 1.1,
     embedding_noise: float = 0.35,
     id_prefix: str = "s",
+    colour_fraction: float = 0.0,
 ) -> dict[str, Any]:
     """Write `n` synthetic samples under `dir`; returns a summary dict.
 
@@ -216,6 +217,10 @@ def make_samples(
     `<dir>/concepts.parquet` (`text` string, `embedding` list<float32>, unit vectors).
     Sample embeddings are unit vectors around the centroid of one concept each, concepts drawn
     from a Zipf(`zipf_s`) distribution (concept 0 most frequent).
+
+    `colour_fraction` of the samples are instead one solid-colour image (COLOURS) with the question
+    COLOUR_QUESTION and the colour's name as the answer: a task a tiny model can learn (the
+    quickstart's EvalSuite asks the same question); 0 leaves every other sample as it was.
 
     Returns {"dir", "samples", "concepts" (or None), "n", "images", "ids", "sample_concepts"
     (list of the concept index per sample, or None), "image_sizes" (list of [w, h] lists per sample)}.
@@ -231,7 +236,7 @@ def make_samples(
 
     width = max(6, len(str(max(n - 1, 0))))
     ids = [f"{id_prefix}{i:0{width}d}" for i in range(n)]
-    shape = _SampleShape(image_sizes, text_only_fraction, two_image_fraction, mean_answer_words)
+    shape = _SampleShape(image_sizes, text_only_fraction, two_image_fraction, mean_answer_words, colour_fraction)
     rows = [_write_sample(rng, fs, root, sid, shape) for sid in ids]
     cols: dict[str, Any] = {
         "id": pa.array(ids, pa.string()),
@@ -269,6 +274,25 @@ class _SampleShape:
     text_only_fraction: float
     two_image_fraction: float
     mean_answer_words: float
+    colour_fraction: float = 0.0
+
+
+COLOURS = {"red": (220, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 220), "white": (250, 250, 250)}
+COLOUR_QUESTION = "What colour is the image?\nAnswer with one word."
+
+
+def _colour_sample(rng: np.random.Generator, fs: Any, root: str, sid: str, shape: _SampleShape) -> _Sample:
+    from PIL import Image
+
+    name, rgb = list(COLOURS.items())[int(rng.integers(0, len(COLOURS)))]
+    w, h = shape.image_sizes[int(rng.integers(0, len(shape.image_sizes)))]
+    buf = io.BytesIO()
+    Image.new("RGB", (int(w), int(h)), rgb).save(buf, format="PNG")
+    rel = f"images/{sid}_0.png"
+    with fs.open(f"{root}/{rel}", "wb") as f:
+        f.write(buf.getvalue())
+    conv = [{"role": "user", "content": "<image>\n" + COLOUR_QUESTION}, {"role": "assistant", "content": name}]
+    return _Sample([rel], json.dumps(conv), [[int(w), int(h)]])
 
 
 @dataclass(frozen=True)
@@ -280,6 +304,8 @@ class _Sample:
 
 def _write_sample(rng: np.random.Generator, fs: Any, root: str, sid: str, shape: _SampleShape) -> _Sample:
     """One sample: 0, 1 or 2 images (written as PNGs), a question and a log-normal length answer."""
+    if shape.colour_fraction and rng.random() < shape.colour_fraction:
+        return _colour_sample(rng, fs, root, sid, shape)
     u = rng.random()
     k = 0 if u < shape.text_only_fraction else (2 if u < shape.text_only_fraction + shape.two_image_fraction else 1)
     images: list[str] = []

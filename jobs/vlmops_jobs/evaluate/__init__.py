@@ -1,6 +1,7 @@
 """EvalSuite job: lmms-eval (pinned) against one checkpoint, normalised results, comparisons.
 
 - `python -m vlmops_jobs.evaluate run --model-uri URI --tasks a,b --output URI ...` (`run.py`)
+- `python -m vlmops_jobs.evaluate worker --plan P`: one rank of `run --workers N` (`worker.py`)
 - `python -m vlmops_jobs.evaluate compare A [B] [--reference llava-ov-1.5-8b]` (`compare.py`)
 - `vlmops_contract.thresholds.evaluate_thresholds` for the operator (no lmms-eval import).
 
@@ -11,7 +12,8 @@ from ..common.cli import Job
 
 JOB = Job(
     "vlmops_jobs.evaluate",
-    ("run", "compare"),
+    ("run", "compare", "worker"),
     description="run: evaluate one checkpoint with lmms-eval (normalised results, manifest last); "
-                "compare: two evaluations side by side, optionally against published reference numbers.",
+                "compare: two evaluations side by side, optionally against published reference numbers; "
+                "worker: one data-parallel rank of `run --workers N` (started by run, not by hand).",
 )

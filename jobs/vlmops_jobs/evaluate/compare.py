@@ -12,6 +12,11 @@ A and B may each be:
 
 The operator's CLI (`vlmops eval compare`) runs this step as a subprocess.
 Deltas are B - A, and A - ref / B - ref; values are in lmms-eval's units for each metric.
+
+`--tolerance X` (absolute, every metric) and `--tolerance task/metric=X` (one metric) mark each
+row within or outside its tolerance: the compared delta is B - A, or A - ref without B. With
+`--check` a row outside its tolerance, or a metric missing on one side, exits 1 (a CI gate:
+"this run reproduces that one", "we are within 1 point of the release").
 """
 from __future__ import annotations
 
@@ -27,6 +32,7 @@ from vlmops_contract.result import parse_result
 from vlmops_contract.thresholds import result_key
 
 from ..common import storage
+from ..common.cli import StepFailed
 from ..common.result import JobError
 from .normalize import normalize
 
@@ -137,6 +143,46 @@ def compare_rows(
     return rows
 
 
+def parse_tolerances(values: list[str] | None) -> tuple[float | None, dict[str, float]]:
+    """(default, {"task/metric": tolerance}) from `--tolerance` values."""
+    default: float | None = None
+    per: dict[str, float] = {}
+    for v in values or []:
+        key, sep, num = v.rpartition("=")
+        try:
+            x = float(num)
+        except ValueError:
+            raise JobError(f"tolerance: {v!r} is neither a number nor task/metric=number") from None
+        if not math.isfinite(x) or x < 0:
+            raise JobError(f"tolerance: {v!r} must be a finite number >= 0")
+        if not sep:
+            default = x
+        elif "/" not in key:
+            raise JobError(f"tolerance: {key!r} is not task/metric")
+        else:
+            per[key] = x
+    return default, per
+
+
+def apply_tolerances(rows: list[dict[str, Any]], default: float | None, per: Mapping[str, float]) -> list[str]:
+    """Sets "tolerance" and "within" on every row that has one; returns the rows outside it, as lines."""
+    outside = []
+    for r in rows:
+        key = result_key(r["task"], r["metric"])
+        tol = per.get(key, default)
+        if tol is None:
+            continue
+        delta = r["delta"] if "b" in r else r.get("aVsRef")
+        r["tolerance"] = tol
+        r["within"] = delta is not None and abs(delta) <= tol + 1e-12
+        if not r["within"]:
+            outside.append(f"{key}: " + ("missing on one side" if delta is None else f"{delta:+.4f} beyond ±{tol:g}"))
+    unknown = sorted(set(per) - {result_key(r["task"], r["metric"]) for r in rows})
+    if unknown:
+        raise JobError(f"tolerance: {', '.join(unknown)} is in neither evaluation")
+    return outside
+
+
 def _fmt(v: float | None, signed: bool = False) -> str:
     if v is None:
         return "-"
@@ -155,9 +201,14 @@ def format_table(rows: list[dict[str, Any]], labels: Mapping[str, str] | None = 
         cols += [("ref", labels["ref"], False), ("aVsRef", f"{labels['a']}-{labels['ref']}", True)]
         if has_b:
             cols.append(("bVsRef", f"{labels['b']}-{labels['ref']}", True))
-    table = [[title for _, title, _ in cols]]
+    has_tol = any("within" in r for r in rows)
+    table = [[title for _, title, _ in cols] + (["tol", "ok"] if has_tol else [])]
     for r in rows:
-        table.append([str(r[k]) if k in ("task", "metric") else _fmt(r.get(k), signed) for k, _, signed in cols])
+        cells = [str(r[k]) if k in ("task", "metric") else _fmt(r.get(k), signed) for k, _, signed in cols]
+        if has_tol:
+            cells += ([f"{r['tolerance']:g}", "yes" if r["within"] else "NO"] if "within" in r else ["-", "-"])
+        table.append(cells)
+    cols = cols + ([("tolerance", "tol", False), ("within", "ok", False)] if has_tol else [])
     widths = [max(len(row[i]) for row in table) for i in range(len(cols))]
     lines = []
     for n, row in enumerate(table):
@@ -183,6 +234,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("b", nargs="?", default=None, help="second evaluation (same forms as A)")
     p.add_argument("--reference", default=None, help="published numbers to compare with, e.g. llava-ov-1.5-8b")
     p.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
+    p.add_argument("--tolerance", action="append", metavar="X | TASK/METRIC=X",
+                   help="allowed absolute difference (B - A, or A - ref without B): for every metric, "
+                        "or for one; repeatable")
+    p.add_argument("--check", action="store_true",
+                   help="exit 1 when a metric is outside its tolerance (or missing on one side)")
 
 
 def run(args: argparse.Namespace) -> None:
@@ -192,7 +248,11 @@ def run(args: argparse.Namespace) -> None:
     a = load_results(args.a)
     b = load_results(args.b) if args.b is not None else None
     ref = reference_results(args.reference) if args.reference else None
+    default, per = parse_tolerances(args.tolerance)
+    if args.check and default is None and not per:
+        raise JobError("compare: --check needs --tolerance")
     rows = compare_rows(a, b, ref)
+    outside = apply_tolerances(rows, default, per)
     if args.json:
         print(json.dumps(rows, indent=2, sort_keys=True))
     else:
@@ -200,3 +260,5 @@ def run(args: argparse.Namespace) -> None:
         if labels["a"] == labels["b"]:
             labels = {**labels, "a": "A", "b": "B"}
         print(format_table(rows, labels))
+    if args.check and outside:
+        raise StepFailed(f"compare: {len(outside)} metric(s) outside tolerance: " + "; ".join(outside))

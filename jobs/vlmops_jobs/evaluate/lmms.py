@@ -20,6 +20,18 @@ if TYPE_CHECKING:
     from .inputs import EvalInputs
 
 
+DEFAULT_MODEL = {"hf": "llava_onevision1_5", "vllm": "vllm"}  # lmms-eval model name per backend
+VLLM_RESERVED = ("model", "tensor_parallel_size", "data_parallel_size")  # set from the spec, not modelArgs
+
+
+def require_vllm() -> None:
+    try:
+        version("vllm")
+    except PackageNotFoundError:
+        raise JobError("backend vllm: vllm is not installed in this image (EvalSuites with backend vllm run "
+                       "on the eval-vllm image: images/eval/Dockerfile built with VLLM_VERSION)") from None
+
+
 def installed_version() -> str:
     try:
         return version("lmms-eval")
@@ -122,9 +134,17 @@ def _cli_args(**overrides: Any) -> argparse.Namespace:
     return ns
 
 
-def evaluate_task(inputs: EvalInputs, lm: Any, task: str, task_dir: str) -> tuple[dict[str, Any], float]:
-    """`simple_evaluate` on one task, lmms-eval's files going to `task_dir`; (raw results, seconds)."""
+def evaluate_task(inputs: EvalInputs, lm: Any, task: str, task_dir: str) -> tuple[dict[str, Any] | None, float]:
+    """`simple_evaluate` on one task, lmms-eval's files going to `task_dir`; (raw results, seconds).
+
+    Under torchrun (`run --workers N`) every rank takes its share of the documents and rank 0
+    alone gets the gathered results: the other ranks get (None, seconds)."""
     from lmms_eval import evaluator
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    # torchrun: the evaluator's own collectives (gloo on CPU; the model's group on GPU). The
+    # accelerate path needs an Accelerator in distributed mode, which lmms-eval models on CPU skip.
+    backend = {"distributed_executor_backend": "torchrun"} if world > 1 else {}
 
     os.makedirs(task_dir, exist_ok=True)
     common = dict(model_args=format_model_args(inputs.model_args), batch_size=inputs.batch_size,
@@ -137,10 +157,10 @@ def evaluate_task(inputs: EvalInputs, lm: Any, task: str, task_dir: str) -> tupl
         if inputs.include_dir:
             os.chdir(inputs.include_dir)  # relative data paths in custom task YAMLs
         raw = evaluator.simple_evaluate(model=lm, tasks=[task], task_manager=inputs.task_manager,
-                                        cli_args=cli_args, **common)
+                                        cli_args=cli_args, **backend, **common)
     finally:
         os.chdir(cwd)
-    if raw is None:
+    if raw is None and int(os.environ.get("RANK", "0")) == 0:
         raise RuntimeError("lmms-eval returned no results")
     return raw, time.monotonic() - t0
 
@@ -170,5 +190,6 @@ def write_raw_output(raw: dict[str, Any], task_dir: str) -> None:
     if samples:
         with open(os.path.join(task_dir, RAW_SAMPLES), "w") as f:
             for name, rows in sorted(samples.items()):
-                for row in rows:
+                # document order, whatever the number of data-parallel ranks that produced them
+                for row in sorted(rows, key=lambda r: (r.get("doc_id") is None, r.get("doc_id") or 0)):
                     f.write(_dumps({"task": name, **row}, sort_keys=True) + "\n")

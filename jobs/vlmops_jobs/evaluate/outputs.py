@@ -72,8 +72,10 @@ class Output:
         self.put_json(RESULTS, collected.doc(partial=True))
 
 
-def commit(out: Output, inputs: EvalInputs, collected: EvalResults) -> tuple[dict[str, Any], dict[str, str]]:
-    """The final results.json, then the manifest last; returns (results.json document, `status.output` block)."""
+def commit(out: Output, inputs: EvalInputs, collected: EvalResults,
+           workers: int = 1) -> tuple[dict[str, Any], dict[str, str]]:
+    """The final results.json, then the manifest last; returns (results.json document, `status.output` block).
+    The number of data-parallel `workers` is a statistic, not a parameter: the scores do not depend on it."""
     final = collected.doc(partial=collected.partial)
     out.put_json(RESULTS, final)
     lineage_inputs: dict[str, Any] = {"model": inputs.model.lineage()}
@@ -86,6 +88,7 @@ def commit(out: Output, inputs: EvalInputs, collected: EvalResults) -> tuple[dic
         "tasksFailed": len({e["task"] for e in collected.errors}),
         "samples": collected.samples,
         "lmmsEvalVersion": inputs.lmms_eval_version,
+        "workers": workers,
     }
     manifest = lineage.build_manifest(kind=KIND, step=STEP, inputs=lineage_inputs, parameters=inputs.parameters,
                                       files=out.files, stats=stats)

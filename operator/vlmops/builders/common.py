@@ -34,6 +34,7 @@ class BuildContext:
         "data": f"ghcr.io/vlmops/vlmops-data:{__version__}",
         "train": f"ghcr.io/vlmops/vlmops-train:{__version__}",
         "eval": f"ghcr.io/vlmops/vlmops-eval:{__version__}",
+        "evalVllm": f"ghcr.io/vlmops/vlmops-eval-vllm:{__version__}",
     })
     storage: Storage | None = None
     storage_prefix: str | None = None  # relative spec locations resolve against it (builders/uris.py)

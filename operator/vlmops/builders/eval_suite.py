@@ -1,4 +1,5 @@
-"""EvalSuite -> one Job running lmms-eval on the resolved model."""
+"""EvalSuite -> one Job running lmms-eval on the resolved model (`parallelism.workers` data-parallel
+ranks inside its pod; backend vllm on the eval-vllm image)."""
 from __future__ import annotations
 
 from typing import Any
@@ -34,11 +35,15 @@ def build(cr: dict[str, Any], spec: EvalSuiteSpec, inputs: Inputs, ctx: BuildCon
         return Plan(waiting_for=waiting)
     le = spec.lmms_eval
     args = py("evaluate", "run", *flag_args([
-        ("--model-uri", model), ("--model-digest", digest), ("--lmms-eval-model", le.model),
+        ("--model-uri", model), ("--model-digest", digest), ("--lmms-eval-model", spec.lmms_eval_model()),
         ("--model-args", ",".join(f"{k}={v}" for k, v in sorted(le.model_args.items())) or None),
         ("--tasks", le.tasks), ("--batch-size", le.batch_size), ("--limit", le.limit),
         ("--include-path", le.include_path), ("--expected-version", le.version),
+        ("--backend", spec.backend if spec.backend != "hf" else None),
+        ("--workers", spec.parallelism.workers if spec.parallelism.workers > 1 else None),
+        ("--gpus", spec.gpus if spec.backend == "vllm" else None),
     ]), "--output", spec.output.uri)
     resources = {"limits": {"nvidia.com/gpu": str(spec.gpus)}} if spec.gpus else None
-    return Plan(steps=[Step("eval", job(cr, spec, "eval", args, ctx, image_key="eval", resources=resources))],
+    return Plan(steps=[Step("eval", job(cr, spec, "eval", args, ctx, resources=resources,
+                                         image_key="evalVllm" if spec.backend == "vllm" else "eval"))],
                 inputs={"model": model})

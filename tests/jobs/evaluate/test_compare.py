@@ -77,3 +77,37 @@ def test_compare_help_exits_0_as_vlmops_eval_compare_runs_it():
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     assert p.stdout.startswith("usage: python -m vlmops_jobs.evaluate compare") and "--reference" in p.stdout
+
+
+def test_tolerances_mark_each_row_and_check_exits_1_outside(tmp_path, capsys):
+    a = {"results": [{"task": "t1", "metric": "acc", "value": 0.50}, {"task": "t2", "metric": "acc", "value": 0.70},
+                     {"task": "t3", "metric": "acc", "value": 0.10}]}
+    b = {"results": [{"task": "t1", "metric": "acc", "value": 0.505}, {"task": "t2", "metric": "acc", "value": 0.60}]}
+    (tmp_path / "a.json").write_text(json.dumps(a))
+    (tmp_path / "b.json").write_text(json.dumps(b))
+    argv = ["compare", str(tmp_path / "a.json"), str(tmp_path / "b.json"), "--tolerance", "0.01"]
+    assert JOB.run([*argv, "--json"]) == 0  # without --check the rows are marked, nothing fails
+    rows = {r["task"]: r for r in json.loads(capsys.readouterr().out)}
+    assert rows["t1"]["within"] is True and rows["t2"]["within"] is False and rows["t3"]["within"] is False
+    assert rows["t1"]["tolerance"] == 0.01
+    # a per-metric tolerance overrides the default; t3 is missing in B, which --check counts as outside
+    assert JOB.run([*argv, "--tolerance", "t2/acc=0.2", "--check"]) == 1
+    cap = capsys.readouterr()
+    assert next(l for l in cap.out.splitlines() if l.startswith("t2")).split()[-2:] == ["0.2", "yes"]
+    assert next(l for l in cap.out.splitlines() if l.startswith("t1")).split()[-2:] == ["0.01", "yes"]
+    assert cap.err.strip() == "error: compare: 1 metric(s) outside tolerance: t3/acc: missing on one side"
+    assert JOB.run([*argv, "--tolerance", "t2/acc=0.2", "--tolerance", "t3/acc=1", "--check"]) == 1  # still missing
+    capsys.readouterr()
+    assert JOB.run(["compare", str(tmp_path / "b.json"), str(tmp_path / "b.json"), "--tolerance", "0", "--check"]) == 0
+    assert JOB.run([*argv, "--tolerance", "nope/acc=-1"]) == 2
+    assert JOB.run([*argv, "--tolerance", "t9/acc=0.1"]) == 2
+    assert "t9/acc is in neither evaluation" in capsys.readouterr().err
+
+
+def test_vlmops_eval_compare_help_answers():
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([os.path.join(ROOT, "operator"), os.path.join(ROOT, "jobs"),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    p = subprocess.run([sys.executable, "-m", "vlmops", "eval", "compare", "--help"], cwd=ROOT, env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert "--tolerance" in p.stdout and "--check" in p.stdout

@@ -81,9 +81,10 @@ def _run_inproc(assets, capsys, monkeypatch, *extra: str, output: str, tasks: st
     return Done(rc, cap.out, cap.err, time.monotonic() - t0)
 
 
-def _run(assets, *extra: str, output: str, tasks: str = "vlmops_tiny_vqa,vlmops_tiny_count", model_uri=None):
+def _run(assets, *extra: str, output: str, tasks: str = "vlmops_tiny_vqa,vlmops_tiny_count", model_uri=None,
+         env_extra: dict[str, str] | None = None):
     """`python -m vlmops_jobs.evaluate run ...` in a subprocess, as in the pod."""
-    env = dict(os.environ)
+    env = dict(os.environ, **(env_extra or {}))
     env.update(
         PYTHONPATH=os.pathsep.join([os.path.join(ROOT, "jobs"), env.get("PYTHONPATH", "")]),
         HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
@@ -197,6 +198,32 @@ def test_a_killed_eval_reruns_only_its_unfinished_tasks_and_ends_as_an_uninterru
     assert p.returncode == 0 and "reused" not in p.stderr
 
 
+def test_two_data_parallel_workers_score_like_one_and_resume_per_task(assets, tmp_path, capsys, monkeypatch):
+    """`--workers 2`: torchrun ranks split each task's documents (3 per task: 2 + 1) and rank 0 writes;
+    killed after the first task, the rerun evaluates only the second; everything equals one process's run."""
+    tasks, local = "vlmops_tiny_vqa,vlmops_tiny_count", f"file://{assets['ckpt']}"
+    one, two = f"file://{tmp_path}/one", f"file://{tmp_path}/two"
+    assert _run_inproc(assets, capsys, monkeypatch, output=one, tasks=tasks, model_uri=local).returncode == 0
+    p = _run(assets, "--workers", "2", output=two, tasks=tasks, model_uri=local,
+             env_extra={"VLMOPS_EVAL_CRASH_AFTER_TASKS": "1"})  # the pod dies after its first task
+    assert p.returncode == 1, _explain(p)
+    assert "rank 1/2: evaluating vlmops_tiny_vqa, vlmops_tiny_count" in p.stderr
+    assert storage.exists(f"{two}/lmms-eval/vlmops_tiny_vqa/done.json")
+    assert not storage.exists(f"{two}/lmms-eval/vlmops_tiny_count/done.json") and not storage.exists(f"{two}/manifest.json")
+    p = _run(assets, "--workers", "2", output=two, tasks=tasks, model_uri=local)
+    assert p.returncode == 0, _explain(p)
+    assert "rank 1/2: evaluating vlmops_tiny_count" in p.stderr
+    assert "task vlmops_tiny_vqa: 3 metrics, reused from an earlier run" in p.stderr
+    res = parse_result(p.stdout)
+    assert p.stdout.strip().splitlines()[-1].startswith('{"vlmopsResult"') and res["throughput"]["workers"] == 2
+    values = {(r["task"], r["metric"]): r["value"] for r in res["results"]}
+    assert values[("vlmops_tiny_vqa", "answer_chars")] > 0  # a score that depends on every document
+    for rel in ("results.json", "lmms-eval/vlmops_tiny_vqa/samples.jsonl", "lmms-eval/vlmops_tiny_count/samples.jsonl"):
+        assert storage.read_bytes(f"{two}/{rel}") == storage.read_bytes(f"{one}/{rel}"), rel
+    assert len(storage.read_bytes(f"{two}/lmms-eval/vlmops_tiny_count/samples.jsonl").splitlines()) == 3
+    assert storage.read_json(f"{two}/manifest.json")["stats"]["workers"] == 2
+
+
 @pytest.mark.parametrize(
     "case,args,message",
     [
@@ -204,6 +231,11 @@ def test_a_killed_eval_reruns_only_its_unfinished_tasks_and_ends_as_an_uninterru
         ("missing-model", {"model_uri": "file:///nonexistent/ckpt"}, "error: model uri: file:///nonexistent/ckpt does not exist"),
         ("digest-mismatch", {"extra": ("--model-digest", "sha256:" + "1" * 64)}, "error: model digest: expected sha256:111"),
         ("version-pin", {"extra": ("--expected-version", "0.6.0")}, "error: lmmsEval version: pinned 0.6.0, this image has lmms-eval 0.7.3"),
+        ("workers", {"extra": ("--workers", "0")}, "error: parallelism workers: 0 must be >= 1"),
+        ("vllm-missing", {"extra": ("--backend", "vllm", "--gpus", "1", "--lmms-eval-model", "vllm")}, "error: backend vllm: vllm is not installed"),
+        ("vllm-reserved", {"extra": ("--backend", "vllm", "--gpus", "1", "--lmms-eval-model", "vllm",
+                                          "--model-args", "tensor_parallel_size=2")},
+         "error: lmmsEval modelArgs: tensor_parallel_size are set from spec.model"),
     ],
 )
 def test_bad_input_exits_2_and_writes_nothing(assets, tmp_path, capsys, monkeypatch, case, args, message):
