@@ -138,7 +138,14 @@ def test_quickstart_interrupted_resumed_and_idempotent(workdir):
 
     assert _processes_using(wd) == [], "jobs left helper processes behind"
 
-    # 4. The gate can fail: the same EvalSuite on the same architecture and processor with untrained weights.
+    # 4. A third run changes nothing.
+    before = {p: p.stat().st_mtime for p in (wd / "state").rglob("*.json")}
+    r = vlmops("run", "-f", str(QS), "--workdir", str(wd), "--no-report")
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count("already") == 6
+    assert {p: p.stat().st_mtime for p in (wd / "state").rglob("*.json")} == before
+
+    # 5. The gate can fail: the same EvalSuite on the same architecture and processor with untrained weights.
     untrained = _untrained_copy(wd / "storage/quickstart/ckpt/stage-2/output/hf", wd / "untrained-hf")
     evs = next(d for d in yaml.safe_load_all((QS / "pipeline.yaml").read_text()) if d["kind"] == "EvalSuite")
     evs["metadata"]["name"] = "qs-eval-untrained"
@@ -170,10 +177,3 @@ def _untrained_copy(hf: Path, dest: Path) -> Path:
                 tensors[name] = (torch.randn(t.shape, generator=g) * 0.02).to(t.dtype)
         save_file(tensors, path, metadata={"format": "pt"})
     return dest
-
-    # 4. A third run changes nothing.
-    before = {p: p.stat().st_mtime for p in (wd / "state").rglob("*.json")}
-    r = vlmops("run", "-f", str(QS), "--workdir", str(wd), "--no-report")
-    assert r.returncode == 0, r.stderr
-    assert r.stderr.count("already") == 6
-    assert {p: p.stat().st_mtime for p in (wd / "state").rglob("*.json")} == before
