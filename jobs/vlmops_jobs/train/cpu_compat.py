@@ -12,7 +12,8 @@ What needs it (measured on megatron-core 0.19.2 without CUDA):
 - distributed checkpointing (save and load) calls `torch.cuda.synchronize()` and puts small
   tensors on `torch.cuda.current_device()` (`cuda_calls_on_cpu()` below, as for the optimizer);
 - the RNG tracker: `model_parallel_cuda_manual_seed(..., inference_rng_tracker=True)` (a CPU
-  tracker; see `seed_rng`);
+  tracker; see `seed_rng`); activation recompute's `tensor_parallel.random._get_all_rng_states` /
+  `_set_all_rng_states` read and write the CUDA RNG state;
 - megatron's DDP, its optimizers (mixed-precision and distributed) and `finalize_model_grads`
   allocate with `device="cuda"` / `torch.cuda.current_device()`, check `param.type()` against
   `torch.cuda.*Tensor` names and open CUDA streams: `cuda_calls_on_cpu()` maps those to the CPU
@@ -81,6 +82,21 @@ def apply() -> None:
 
     tr_utils.get_default_causal_mask = get_default_causal_mask
     fused_softmax.get_default_causal_mask = get_default_causal_mask
+
+    # Activation recompute (`parallelism.recompute`): megatron's CheckpointFunction saves and
+    # restores the CUDA RNG state around the recomputed forward; on a CPU there is none (the CPU
+    # state and the tracker's states are still saved and restored).
+    from megatron.core.tensor_parallel import random as tp_random
+
+    def _get_all_rng_states():
+        return torch.get_rng_state(), None, tp_random.get_cuda_rng_tracker().get_states()
+
+    def _set_all_rng_states(cpu_rng_state, cuda_rng_state, cuda_rng_state_tracker):
+        torch.set_rng_state(cpu_rng_state)
+        tp_random.get_cuda_rng_tracker().set_states(cuda_rng_state_tracker)
+
+    tp_random._get_all_rng_states = _get_all_rng_states
+    tp_random._set_all_rng_states = _set_all_rng_states
 
     _patch_torch_adam_step_key()
     _APPLIED = True

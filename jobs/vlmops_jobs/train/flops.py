@@ -1,6 +1,8 @@
 """Model FLOPs per step, for MFU (progress, /metrics, benchmarks)."""
 from __future__ import annotations
 
+from typing import Any
+
 from vlmops_contract.model_shapes import Preset
 
 
@@ -20,3 +22,14 @@ def train_flops(preset: Preset, vocab: int, text_tokens: int, image_patches: lis
     m = v.merged_size
     flops += 6.0 * (m * m + m * L.hidden_size) * sum(image_patches) / v.merge ** 2
     return flops
+
+
+def microbatch_flops(preset: Preset, vocab: int, mbs: list[dict[str, Any]]) -> float:
+    """`train_flops` of the loader's packed micro-batches: attention is counted per sub-sample (what
+    the model computes: nothing crosses a sub-sample boundary), not over the packed length squared."""
+    from .attention import lengths_from_segments
+
+    text = sum(int(m["tokens"]) for m in mbs)
+    seq_lens = [n for m in mbs for n in lengths_from_segments(m["segment_ids"])]
+    patches = [int(g.prod()) for m in mbs for g in m["image_grid_thw"]]
+    return train_flops(preset, vocab, text, patches, seq_lens)

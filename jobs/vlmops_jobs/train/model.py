@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from megatron.core.transformer.module import MegatronModule
 
+from . import attention as packed_attention
 from . import cpu_compat
 from .data import block_causal_mask
 from vlmops_contract.model_shapes import Preset
@@ -31,6 +32,7 @@ class Parallel:
     recompute: str = "none"  # none | selective | full
     bf16: bool = False
     initialize: bool = True  # False: shapes only (e.g. built on the meta device)
+    attention: str = "local"  # a resolved backend of attention.BACKENDS
 
 
 def _configs(preset: Preset, par: Parallel):
@@ -81,14 +83,23 @@ def _configs(preset: Preset, par: Parallel):
     return lm, vis, proj
 
 
-def _vision_layer_spec():
+def _with_attention(spec, backend: str):
+    """megatron's local layer spec with its core attention swapped for `backend`'s (parameters and
+    their names do not change: core attention has none)."""
+    core = packed_attention.core_attention(backend)
+    if core is not None:
+        spec.submodules.self_attention.submodules.core_attention = core
+    return spec
+
+
+def _vision_layer_spec(backend: str = "local"):
     """megatron's local ViT layer, with a padding-type mask: packed images attend only within themselves."""
     from megatron.core.models.vision.vit_layer_specs import get_vit_layer_with_local_spec
     from megatron.core.transformer.enums import AttnMaskType
 
     spec = get_vit_layer_with_local_spec()
     spec.submodules.self_attention.params = {"attn_mask_type": AttnMaskType.padding}
-    return spec
+    return _with_attention(spec, backend)
 
 
 class RiceViT(MegatronModule):
@@ -97,12 +108,12 @@ class RiceViT(MegatronModule):
     megatron TransformerBlock with 2D rotary positions. Returns the patch features (class tokens
     dropped) in the input's order."""
 
-    def __init__(self, cfg, shape, spec):
+    def __init__(self, cfg, shape, spec, attention: str = "local"):
         from megatron.core.transformer.transformer_block import TransformerBlock
 
         super().__init__(config=cfg)
         h, P = shape.hidden_size, shape.patch
-        self.shape = shape
+        self.shape, self.attention = shape, attention
         self.patch_embed = torch.nn.Linear(3 * P * P, h, bias=False, dtype=cfg.params_dtype)
         self.class_embedding = torch.nn.Parameter(torch.randn(h, dtype=cfg.params_dtype) * h ** -0.5)
         self.class_pos_emb = torch.nn.Parameter(torch.randn(1, shape.head_dim // 2, dtype=cfg.params_dtype))
@@ -142,9 +153,14 @@ class RiceViT(MegatronModule):
         # gradient there, summed over the TP group by megatron's copy-to-region (identity forward).
         freqs = copy_to_tensor_model_parallel_region(torch.cat(rs))
         emb = torch.cat((freqs, freqs), -1)[:, None, None, :]  # rotate-half layout, as HF's
-        seg = torch.cat(seg).to(x.device)
-        mask = (seg[:, None] != seg[None, :])[None, None]  # True = masked: nothing across images
-        y = self.decoder(hidden_states=x, attention_mask=mask, rotary_pos_emb=emb)[:, 0]
+        if self.attention == "local":
+            seg = torch.cat(seg).to(x.device)
+            mask = (seg[:, None] != seg[None, :])[None, None]  # True = masked: nothing across images
+            y = self.decoder(hidden_states=x, attention_mask=mask, rotary_pos_emb=emb)[:, 0]
+        else:  # each image (its class token + patches) is one packed segment
+            packed = packed_attention.packed_params([n + 1 for n in sizes], x.device,
+                                                    packed_attention.qkv_format(self.attention))
+            y = self.decoder(hidden_states=x, attention_mask=None, rotary_pos_emb=emb, packed_seq_params=packed)[:, 0]
         keep = torch.ones(y.shape[0], dtype=torch.bool, device=y.device)
         starts = torch.tensor([0] + sizes[:-1], device=y.device).cumsum(0) + torch.arange(len(sizes), device=y.device)
         keep[starts] = False  # the class tokens
@@ -181,11 +197,12 @@ class LlavaOneVision15(MegatronModule):
         lm_cfg, vis_cfg, proj_cfg = _configs(preset, par)
         super().__init__(config=lm_cfg)
         L = preset.language
-        self.preset, self.image_token_index = preset, image_token_id
-        self.vision_model = RiceViT(vis_cfg, preset.vision, _vision_layer_spec())
+        self.preset, self.image_token_index, self.attention = preset, image_token_id, par.attention
+        self.vision_model = RiceViT(vis_cfg, preset.vision, _vision_layer_spec(par.attention), par.attention)
         self.vision_projection = PatchMerger(proj_cfg, preset.vision)
         self.language_model = GPTModel(
-            config=lm_cfg, transformer_layer_spec=get_gpt_layer_local_spec(qk_layernorm=True, normalization="RMSNorm"),
+            config=lm_cfg, transformer_layer_spec=_with_attention(
+                get_gpt_layer_local_spec(qk_layernorm=True, normalization="RMSNorm"), par.attention),
             vocab_size=vocab, max_sequence_length=L.max_sequence_length, pre_process=True, post_process=True,
             parallel_output=True, share_embeddings_and_output_weights=L.tie_embeddings,
             position_embedding_type="rope", rotary_base=int(L.rope_base))
@@ -226,8 +243,9 @@ class _PackedRope:
         inv = self.rope.inv_freq
         if self.positions is None:
             pos = torch.arange(max_seq_len, device=inv.device, dtype=inv.dtype) + offset
-        else:
-            pos = self.positions[:max_seq_len].to(device=inv.device, dtype=inv.dtype)
+        else:  # every token's angles (with packed boundaries megatron asks only for the longest
+            # sub-sample; its THD RoPE indexes whole-sequence angles by each sub-sample's offset)
+            pos = self.positions.to(device=inv.device, dtype=inv.dtype)
         freqs = torch.outer(pos, inv)
         emb = torch.cat((freqs, freqs), dim=-1)
         return emb[:, None, None, :]
@@ -272,12 +290,22 @@ def _decoder_input(m: LlavaOneVision15, ids: torch.Tensor, pixels: torch.Tensor,
     return torch.cat(pieces, 0), torch.cat(index)
 
 
+def sub_sample_attention(m: LlavaOneVision15, segment_ids: torch.Tensor, device: torch.device) -> dict[str, Any]:
+    """The language model's attention inputs for one packed sequence: an [S, S] block-causal mask
+    (local backend) or the sub-sample boundaries (every other backend)."""
+    if m.attention == "local":
+        return {"attention_mask": block_causal_mask(segment_ids).to(device)}
+    lengths = packed_attention.lengths_from_segments(segment_ids)
+    return {"attention_mask": None, "packed_seq_params": packed_attention.packed_params(
+        lengths, device, packed_attention.qkv_format(m.attention))}
+
+
 def forward_step(model, mb: dict[str, Any], device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     """Returns (sum of masked per-token losses, number of loss tokens) for one packed sequence; every
     image gives exactly its merged-token count (the packer's `imageTokens`)."""
     m = unwrap(model)
     set_positions(m, mb["position_ids"].to(device))
-    mask = block_causal_mask(mb["segment_ids"]).to(device)
+    attn = sub_sample_attention(m, mb["segment_ids"], device)
     ids = mb["input_ids"][0].to(device)
     combined, index = _decoder_input(m, ids, mb["pixel_values"], mb["image_grid_thw"], device)
     text = index >= 0
@@ -285,8 +313,7 @@ def forward_step(model, mb: dict[str, Any], device: torch.device) -> tuple[torch
     loss_mask = torch.zeros(index.numel(), dtype=torch.float32, device=device)
     labels[text] = mb["labels"][0].to(device)[index[text]]
     loss_mask[text] = mb["loss_mask"][0].to(device)[index[text]].float()
-    out = m.language_model(input_ids=None, position_ids=None, attention_mask=mask, decoder_input=combined,
-                           labels=labels[None])
+    out = m.language_model(input_ids=None, position_ids=None, decoder_input=combined, labels=labels[None], **attn)
     return (out.float() * loss_mask[None]).sum(), loss_mask.sum()
 
 
@@ -299,9 +326,9 @@ def logits(model, mb: dict[str, Any]) -> torch.Tensor:
     m = unwrap(model)
     device = next(m.parameters()).device
     set_positions(m, mb["position_ids"].to(device))
-    mask = block_causal_mask(mb["segment_ids"]).to(device)
+    attn = sub_sample_attention(m, mb["segment_ids"], device)
     combined, _ = _decoder_input(m, mb["input_ids"][0].to(device), mb["pixel_values"], mb["image_grid_thw"], device)
-    out = m.language_model(input_ids=None, position_ids=None, attention_mask=mask, decoder_input=combined)
+    out = m.language_model(input_ids=None, position_ids=None, decoder_input=combined, **attn)
     set_positions(m, None)
     with cpu_compat.cuda_calls_on_cpu():
         return gather_from_tensor_model_parallel_region(out)  # [1, S', V]

@@ -49,7 +49,7 @@ def commit_manifest(plan: Plan, outcome: Outcome, hf_files: dict[str, Any]) -> d
     man = lineage.build_manifest(kind="VLMTrainingStage", step="train", inputs=inputs, parameters=params,
                                  files=dict(hf_files),
                                  stats={"finalLoss": round(outcome.loss, 6), "steps": args.train_iters,
-                                        "checkpoint": outcome.checkpoint})
+                                        "checkpoint": outcome.checkpoint, "attention": plan.attention})
     return lineage.commit_manifest(args.output, man)
 
 

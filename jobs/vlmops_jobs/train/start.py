@@ -40,6 +40,7 @@ class Plan:
     model_json: dict[str, Any]       # written with every checkpoint, compared before any load
     data_id: dict[str, Any]          # the packed dataset's digest and sequence length
     start: StartPoint = field(default_factory=StartPoint)
+    attention: str = "local"         # resolved backend (trainer.validate)
 
     @property
     def parallel_json(self) -> dict[str, int]:

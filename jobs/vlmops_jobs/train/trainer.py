@@ -12,6 +12,7 @@ from vlmops_contract.layouts.train import HF_EXPORT, PROGRESS
 from vlmops_contract.model_shapes import PRESETS, Preset, preset_from_model_json
 
 from ..common.result import JobError
+from . import attention_backends
 
 # Importing this module stays cheap (the CLI imports it for --help and usage errors): torch,
 # megatron and the data reader are imported by `run`.
@@ -43,6 +44,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     a("--context", type=int, default=1)
     a("--sequence-parallel", action="store_true")
     a("--distributed-optimizer", action="store_true")
+    a("--attention", default="auto", choices=list(attention_backends.CHOICES),
+      help="packed-sequence attention backend (auto: te > varlen > sdpa on a GPU, local on a CPU)")
     a("--recompute", nargs="?", const="full", default="none", choices=["none", "selective", "full"],
       help="activation recomputation (bare flag: full)")
     a("--checkpoint-uri", default=None)
@@ -65,6 +68,7 @@ class StartChecks:
     preset: Preset
     dp: int                       # data-parallel size: world / (tensor * pipeline * context)
     trainable: tuple[str, ...]    # sorted module names
+    attention: str = "local"      # the resolved backend (attention.BACKENDS)
 
 
 def _trainable(s: str) -> tuple[str, ...]:
@@ -92,7 +96,12 @@ def validate(args, world: int) -> StartChecks:
         raise JobError(bad[0])
     if args.train_iters < 1:
         raise JobError("spec.trainIters: must be >= 1")
-    return StartChecks(preset=preset, dp=world // facts.model_parallel, trainable=_trainable(args.trainable))
+    import torch
+
+    gpu = torch.cuda.is_available()
+    half = args.precision == "bf16" or (args.precision == "auto" and gpu)  # as the training phase decides
+    return StartChecks(preset=preset, dp=world // facts.model_parallel, trainable=_trainable(args.trainable),
+                       attention=attention_backends.resolve(args.attention, "cuda" if gpu else "cpu", half=half))
 
 
 def run(args: argparse.Namespace) -> dict[str, Any] | None:
@@ -106,6 +115,7 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
     world, rank = int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0"))
     checks = validate(args, world)
     plan = load_data(args, world, rank, checks.preset, checks.dp, checks.trainable)
+    plan.attention = checks.attention
     plan.start = choose_start(plan)  # decided (and refused, exit 2) before any process group starts
     groups = setup_distributed(args)
     state = build_model_and_optimizer(plan, groups)

@@ -17,7 +17,7 @@ from . import checkpoint as ckpt
 from . import cpu_compat, optim
 from .data import StepLoader
 from .distributed import Groups, teardown
-from .flops import train_flops
+from .flops import microbatch_flops
 from .model import Parallel, build_model, forward_step
 from .progress import Progress
 from .start import Plan
@@ -58,8 +58,10 @@ def log(rank: int, obj: dict[str, Any]) -> None:
 def build_model_and_optimizer(plan: Plan, groups: Groups) -> Training:
     args = plan.args
     bf16 = args.precision == "bf16" or (args.precision == "auto" and groups.gpu)
-    par = Parallel(args.tensor, args.pipeline, args.context, args.sequence_parallel, args.recompute, bf16)
+    par = Parallel(args.tensor, args.pipeline, args.context, args.sequence_parallel, args.recompute, bf16,
+                   attention=plan.attention)
     model = build_model(plan.preset, plan.vocab, plan.tok.image, par).to(groups.device)
+    log(plan.rank, {"event": "attention", "backend": plan.attention, "requested": args.attention})
     model.freeze(freeze_language_model="language" not in plan.trainable,
                  freeze_vision_model="vision" not in plan.trainable,
                  freeze_vision_projection="projector" not in plan.trainable)
@@ -168,9 +170,7 @@ def train_step(plan: Plan, groups: Groups, state: Training, step: int, mbs: list
     dist.all_reduce(loss_sum, group=groups.dp_group)
     loss = float(loss_sum) / n_global
     dt = time.perf_counter() - t0
-    seq_lens = [int(m["tokens"]) for m in mbs]
-    patches = [int(g.prod()) for m in mbs for g in m["image_grid_thw"]]
-    flops = train_flops(plan.preset, plan.vocab, sum(seq_lens), patches, seq_lens)
+    flops = microbatch_flops(plan.preset, plan.vocab, mbs)
     fl = torch.tensor([flops], dtype=torch.float64, device=groups.device)
     dist.all_reduce(fl, group=groups.dp_group)
     gnorm = upd["gradNorm"]

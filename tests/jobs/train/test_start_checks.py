@@ -32,6 +32,18 @@ def test_bad_flags_are_refused_before_any_process_group(extra, world, msg):
         trainer.validate(args(*extra), world)
 
 
+def test_an_attention_backend_the_machine_cannot_train_with_is_refused():
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        assert trainer.validate(args(), 1).attention in ("te", "varlen")
+        return
+    assert trainer.validate(args(), 1).attention == "local"
+    assert trainer.validate(args("--attention", "sdpa"), 1).attention == "sdpa"
+    for backend in ("varlen", "te", "flex"):
+        with pytest.raises(JobError, match=f"attention '{backend}' cannot run on cpu"):
+            trainer.validate(args("--attention", backend), 1)
+
+
 def test_missing_inputs_exit_2_with_one_error_line(tmp_path):
     pytest.importorskip("torch")
     env = dict(os.environ, PYTHONPATH=f"{REPO / 'jobs'}:{REPO / 'operator'}", VLMOPS_TERMINATION_LOG=os.devnull)
