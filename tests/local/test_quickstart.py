@@ -133,7 +133,7 @@ def test_quickstart_interrupted_resumed_and_idempotent(workdir):
     assert re.search(rf"samples {bc['selectedSamples']}/400", report)
     r = vlmops("lineage", "qs-eval", "--workdir", str(wd))
     assert r.returncode == 0
-    names = re.findall(r"^\s*(\w+)/([\w-]+) \[", r.stdout, re.M)
+    names = re.findall(r"(\w+)/([\w-]+) \[", r.stdout)
     assert names[0] == ("EvalSuite", "qs-eval") and ("BalancedCorpus", "qs-balanced") in names
 
     assert _processes_using(wd) == [], "jobs left helper processes behind"

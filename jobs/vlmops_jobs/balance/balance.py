@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 
 from vlmops_contract.layouts import MANIFEST
 from vlmops_contract.layouts import balance as layout
-from vlmops_jobs.common import lineage, storage
+from vlmops_jobs.common import image_refs, lineage, storage
 from vlmops_jobs.common.result import JobError
 
 from . import stats as st
@@ -84,10 +84,10 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
     files: dict[str, str] = {}
     t0 = time.perf_counter()
     nbytes = write_selected(a.output, src_files, rp["idField"], keep_cols, d.table, d.sel, d.conc,
-                            int(a.part_rows), files)
+                            int(a.part_rows), files, image_refs.source_root(rp["source"]))
     _write_reports(a.output, d, stats, _concept_texts(rp["concepts"], rp["conceptTextField"], len(before)), files)
     manifest = lineage.build_manifest(kind="BalancedCorpus", step="balance", inputs=inputs, parameters=parameters,
-                                      files=files, stats=stats)
+                                      files=files, stats=stats, locations=_locations(rp))
     out = lineage.commit_manifest(a.output, manifest)
     remove_stale_parts(a.output, files)
     dt = time.perf_counter() - t_start
@@ -204,7 +204,7 @@ def _stats(d: Draw, markers: list[dict[str, Any]], k: int) -> dict[str, Any]:
 def _lineage(a: argparse.Namespace, markers: list[dict[str, Any]], stats: dict[str, Any]) -> tuple[dict, dict]:
     """The manifest's parameters (no shard count: any shard count gives the same manifest) and inputs."""
     rp = markers[0]["parameters"]
-    parameters = {k: v for k, v in rp.items() if k not in SHARD_ONLY and k != "sourceFiles"}
+    parameters = {k: v for k, v in rp.items() if k not in SHARD_ONLY and k not in ("sourceFiles", "source", "concepts")}
     parameters.update(method=a.method, threshold=a.threshold, targetSamples=a.target_samples, seed=int(a.seed),
                       resolvedThreshold=stats["threshold"], partRows=int(a.part_rows))
     inputs: dict[str, Any] = {
@@ -215,6 +215,12 @@ def _lineage(a: argparse.Namespace, markers: list[dict[str, Any]], stats: dict[s
     if "digest" in index:
         inputs["index"] = {"uri": index["uri"], "digest": index["digest"]}
     return parameters, inputs
+
+
+def _locations(rp: dict[str, Any]) -> dict[str, str]:
+    """Where the inputs were read (outside identity); image references in the selection are
+    relative to `imageRoot`."""
+    return {"source": rp["source"], "concepts": rp["concepts"], "imageRoot": image_refs.source_root(rp["source"])}
 
 
 def _dedupe(items: list[dict[str, str]]) -> list[dict[str, str]]:
@@ -228,7 +234,8 @@ def _already_done(output: str, parameters: dict[str, Any], inputs: dict[str, Any
     except (ValueError, OSError):
         return None
     if not m or json.loads(json.dumps(m.get("parameters"))) != json.loads(json.dumps(parameters)) or \
-            json.loads(json.dumps(m.get("inputs"))) != json.loads(json.dumps(inputs)):
+            json.loads(json.dumps(m.get("inputs"))) != json.loads(json.dumps(inputs)) or \
+            m.get("code") != lineage.code_identity() or m.get("environment") != lineage.environment():
         return None
     for rel, digest in m.get("files", {}).items():
         uri = storage.join(output, rel)
@@ -236,7 +243,8 @@ def _already_done(output: str, parameters: dict[str, Any], inputs: dict[str, Any
             return None
     uri = storage.join(output, MANIFEST)
     return {"stats": st.status_stats(m["stats"]), "output": {"uri": output.rstrip("/"), "manifest": uri,
-                                                             "digest": storage.sha256_uri(uri)}}
+                                                             "digest": storage.sha256_uri(uri),
+                                                             "identity": m.get("identity")}}
 
 
 def _concept_texts(uri: str, field: str, n: int) -> list[str]:

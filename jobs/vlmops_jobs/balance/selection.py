@@ -1,7 +1,8 @@
 """The selection's part files: `selected/part-<j>.parquet`, the corpus the pack job reads.
 
 Selected rows in global source order, `part_rows` per part file: the parts do not depend on the
-shard count. Columns: id, [images (absolute URIs), conversations,] concepts list<int32>.
+shard count. Columns: id, [images (relative to the source's root, `common/image_refs.py`; absolute
+URIs as the source wrote them), conversations,] concepts list<int32>.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from vlmops_contract.layouts import balance as layout
-from vlmops_jobs.common import storage
+from vlmops_jobs.common import image_refs, storage
 from vlmops_jobs.common.result import JobError
 
 from . import tables
@@ -23,7 +24,7 @@ SAMPLE_COLUMNS = ("images", "conversations")  # source columns carried into the 
 
 def write_selected(output: str, src_files: list[tables.SourceFile], id_field: str, keep_cols: list[str],
                    table: pa.Table, sel: np.ndarray, conc: np.ndarray, part_rows: int,
-                   files: dict[str, str]) -> int:
+                   files: dict[str, str], root: str) -> int:
     """Write the parts (adding their digests to `files`); returns the bytes written.
 
     `table`: the retrieve shards' rows in global order; `sel`: positions in it to keep;
@@ -37,7 +38,7 @@ def write_selected(output: str, src_files: list[tables.SourceFile], id_field: st
         idx = sel[a:b]  # positions in `table`
         cols: dict[str, Any] = {"id": table.column("id").take(pa.array(idx))}
         if keep_cols:
-            cols.update(_source_columns(f, id_field, keep_cols, sel_rows[a:b] - f.start, cols["id"]))
+            cols.update(_source_columns(f, id_field, keep_cols, sel_rows[a:b] - f.start, cols["id"], root))
         cols["concepts"] = _concepts_of(conc[idx])
         parts.add(pa.table(cols))
     parts.close(keep_cols)
@@ -45,7 +46,7 @@ def write_selected(output: str, src_files: list[tables.SourceFile], id_field: st
 
 
 def _source_columns(f: tables.SourceFile, id_field: str, keep_cols: list[str], local: np.ndarray,
-                    ids: pa.ChunkedArray) -> dict[str, Any]:
+                    ids: pa.ChunkedArray, root: str) -> dict[str, Any]:
     """`keep_cols` of the file's rows `local`, checked to still hold the retrieved ids."""
     fs, path = storage.get_fs(f.uri)
     with fs.open(path, "rb") as fh:
@@ -54,9 +55,10 @@ def _source_columns(f: tables.SourceFile, id_field: str, keep_cols: list[str], l
     if src.column(id_field).cast(pa.string()).to_pylist() != ids.to_pylist():
         raise JobError(f"source uri: {f.uri} rows changed since retrieval (ids differ)")
     cols: dict[str, Any] = {}
-    if "images" in keep_cols:
+    if "images" in keep_cols:  # relative to the source's root (the manifest's locations.imageRoot)
         imgs = src.column("images").to_pylist()
-        cols["images"] = pa.array([[tables.absolute_image_uri(f.uri, x) for x in (l or [])] for l in imgs],
+        where = f.uri.rsplit("/", 1)[0]
+        cols["images"] = pa.array([[image_refs.relative_to_root(root, where, x) for x in (l or [])] for l in imgs],
                                   pa.list_(pa.string()))
     if "conversations" in keep_cols:
         cols["conversations"] = src.column("conversations").combine_chunks()

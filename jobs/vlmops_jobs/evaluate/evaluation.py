@@ -27,7 +27,8 @@ def evaluate_tasks(inputs: EvalInputs, out: Output | None, todo: list[str] | Non
     """`out` is None on data-parallel ranks other than 0; `todo` (ranks) is the parent's decision of
     which tasks to evaluate, the others being committed already."""
     rank, world = workers.world()
-    collected = EvalResults(inputs.lmms_eval_version, inputs.model.lineage(), inputs.parameters)
+    model = {k: v for k, v in inputs.model.lineage().items() if k != "uri"}  # results.json: no locations
+    collected = EvalResults(inputs.lmms_eval_version, model, inputs.parameters)
     crash_after = int(os.environ.get("VLMOPS_EVAL_CRASH_AFTER_TASKS", "0") or 0)  # test hook: a killed pod
     evaluated = 0
     for i, task in enumerate(inputs.tasks):

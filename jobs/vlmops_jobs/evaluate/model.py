@@ -38,6 +38,7 @@ class ResolvedModel:
     local_dir: str
     digest: str
     manifest_digest: str | None = None
+    manifest_identity: str | None = None  # the training stage's identity, when its manifest lists these files
     files: int = 0
     bytes: int = 0
     copied: bool = False
@@ -45,9 +46,11 @@ class ResolvedModel:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def lineage(self) -> dict[str, Any]:
+        """The model as an input: its files' digest and the identity of the stage that wrote it (both
+        equal wherever it is stored), and where it was read (`uri`, outside identity)."""
         d: dict[str, Any] = {"uri": self.uri, "digest": self.digest}
-        if self.manifest_digest:
-            d["manifestDigest"] = self.manifest_digest
+        if self.manifest_identity:
+            d["identity"] = self.manifest_identity
         return d
 
 
@@ -140,8 +143,8 @@ def _read_manifest(uri: str) -> tuple[bytes, dict] | None:
 COPY_DIR = "model"  # under the work dir: the local copy of a remote checkpoint
 
 
-def check_manifest(local_dir: str, digests: dict[str, str], uri: str | None = None) -> str | None:
-    """Verify the checkpoint against a vlmops manifest and return that manifest's digest.
+def check_manifest(local_dir: str, digests: dict[str, str], uri: str | None = None) -> tuple[str, str | None] | None:
+    """Verify the checkpoint against a vlmops manifest and return (that manifest's digest, its identity).
 
     Looked for in the checkpoint itself (`<dir>/manifest.json`, paths relative to it) and, when
     `uri` is given, one level up: a training stage writes `<output>/hf/...` with
@@ -167,7 +170,7 @@ def check_manifest(local_dir: str, digests: dict[str, str], uri: str | None = No
                 raise JobError(f"model uri: file {rel} listed in {manifest_uri} is missing")
             if actual != expected:
                 raise JobError(f"model digest: {rel} is {actual}, {manifest_uri} says {expected}")
-        return storage.sha256_bytes(data)
+        return storage.sha256_bytes(data), manifest.get("identity")
     return None
 
 
@@ -230,12 +233,14 @@ def resolve_model(uri: str, work_dir: str, expected_digest: str | None = None, l
     _require_hf_config(local, uri)
     digests = file_digests(local)
     digest = tree_digest(digests)
-    manifest_digest = check_manifest(local, digests, base)
-    if expected_digest and expected_digest not in {digest, manifest_digest}:
+    checked = check_manifest(local, digests, base)
+    manifest_digest, manifest_identity = checked if checked else (None, None)
+    if expected_digest and expected_digest not in {digest, manifest_digest, manifest_identity}:
         got = digest if not manifest_digest else f"{digest} (tree) / {manifest_digest} (manifest)"
         raise JobError(f"model digest: expected {expected_digest}, checkpoint at {uri} has {got}")
     if not copied:
         n_files = len(digests)
         n_bytes = sum(os.path.getsize(os.path.join(local, p)) for p in digests)
     return ResolvedModel(uri=uri, local_dir=local, digest=digest, manifest_digest=manifest_digest,
+                         manifest_identity=manifest_identity,
                          files=n_files, bytes=n_bytes, copied=copied, copy_seconds=seconds)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from vlmops_contract.layouts.evaluate import MANIFEST, RAW_RESULTS, RESULTS, TASK_DONE, raw_task_dir
+from vlmops_contract.layouts.evaluate import MANIFEST, RAW_DIR, RAW_RESULTS, RESULTS, TASK_DONE, raw_task_dir
 
 from ..common import lineage, storage
 from .inputs import EvalInputs
@@ -90,8 +90,13 @@ def commit(out: Output, inputs: EvalInputs, collected: EvalResults,
         "lmmsEvalVersion": inputs.lmms_eval_version,
         "workers": workers,
     }
+    # identity: the normalised results.json; lmms-eval's own output (dates, timings, paths) is kept
+    # beside it with digests, outside identity
+    raw = {k: v for k, v in out.files.items() if k.startswith(RAW_DIR + "/")}
+    files = {k: v for k, v in out.files.items() if k not in raw}
+    locations = {"model": inputs.model.uri, "includePath": (inputs.include_input or {}).get("uri")}
     manifest = lineage.build_manifest(kind=KIND, step=STEP, inputs=lineage_inputs, parameters=inputs.parameters,
-                                      files=out.files, stats=stats)
+                                      files=files, stats=stats, locations=locations, raw_files=raw)
     return final, lineage.commit_manifest(inputs.output_uri, manifest)
 
 
@@ -102,7 +107,8 @@ def committed_results(inputs: EvalInputs) -> tuple[dict[str, Any], dict[str, str
     if doc is None:
         return None
     manifest_uri = storage.join(inputs.output_uri, MANIFEST)
-    return doc, {"uri": inputs.output_uri, "manifest": manifest_uri, "digest": storage.sha256_uri(manifest_uri)}
+    return doc, {"uri": inputs.output_uri, "manifest": manifest_uri, "digest": storage.sha256_uri(manifest_uri),
+                 "identity": lineage.read_manifest(inputs.output_uri).get("identity")}
 
 
 def _reusable_results(output_uri: str, parameters: dict[str, Any], model_lineage: dict[str, Any]) -> dict | None:

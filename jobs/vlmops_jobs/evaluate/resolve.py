@@ -26,8 +26,9 @@ def check_version(expected: str | None) -> str:
 
 
 def run_parameters(args: argparse.Namespace, installed: str, model_cls: type, spec_args: dict[str, str],
-                   tasks: list[str], limit: int | float | None) -> dict[str, Any]:
-    """The resolved parameters: a retry with equal parameters (and model digest) reuses the output."""
+                   tasks: list[str], limit: int | float | None, include_digest: str | None = None) -> dict[str, Any]:
+    """The resolved parameters: a retry with equal parameters (and model digest) reuses the output. No
+    locations: the task directory is named by its content digest (its URI is a manifest location)."""
     return {
         "lmmsEvalVersion": installed,
         "model": args.lmms_eval_model,
@@ -37,7 +38,7 @@ def run_parameters(args: argparse.Namespace, installed: str, model_cls: type, sp
         "tasks": tasks,
         "batchSize": args.batch_size,
         "limit": limit,
-        "includePath": args.include_path,
+        "include": include_digest,
         "logSamples": bool(args.log_samples),
         # recorded only when not hf (older outputs stay reusable): vLLM scores differ slightly from HF's
         **({"backend": args.backend, "tensorParallelSize": tensor_parallel(args)} if args.backend != "hf" else {}),
@@ -112,5 +113,6 @@ def resolve_inputs(args: argparse.Namespace, plan: dict[str, Any] | None = None)
         batch_size=args.batch_size, limit=limit, include_dir=include_dir, include_input=include_input,
         output_uri=args.output.rstrip("/"), work_dir=work_dir, verbosity=args.verbosity,
         log_samples=bool(args.log_samples),
-        parameters=run_parameters(args, installed, model_cls, spec_args, tasks, limit),
+        parameters=run_parameters(args, installed, model_cls, spec_args, tasks, limit,
+                                  include_input["digest"] if include_input else None),
     )

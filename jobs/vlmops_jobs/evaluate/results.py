@@ -23,7 +23,7 @@ class EvalResults:
 
     def __init__(self, lmms_eval_version: str, model: dict[str, str], parameters: dict[str, Any]):
         self.lmms_eval_version = lmms_eval_version
-        self.model = model  # the model's lineage: uri, digest (, manifestDigest)
+        self.model = model  # the model: its files digest (, the identity of the stage that wrote it)
         self.parameters = parameters
         self.results: list[dict[str, Any]] = []
         self.tasks: dict[str, Any] = {}
@@ -93,13 +93,15 @@ class EvalResults:
         return timing
 
 
-def result_from_doc(doc: dict[str, Any], out_block: dict[str, str], timing: dict[str, Any]) -> dict[str, Any]:
-    """The result line's content for a results.json document (fitted to the termination message)."""
+def result_from_doc(doc: dict[str, Any], out_block: dict[str, str], timing: dict[str, Any],
+                    model_uri: str | None = None) -> dict[str, Any]:
+    """The result line's content for a results.json document (fitted to the termination message);
+    `model_uri`: where the model was read (results.json itself names no locations)."""
     result = {
         "results": doc["results"],
         "lmmsEvalVersion": doc["lmmsEvalVersion"],
         "partial": doc["partial"],
-        "model": {"uri": doc["model"]["uri"], "digest": doc["model"]["digest"]},
+        "model": {"uri": model_uri, "digest": doc["model"]["digest"]},
         "output": out_block,
         "throughput": timing,
     }

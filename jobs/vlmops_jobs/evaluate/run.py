@@ -71,19 +71,21 @@ def evaluate_checkpoint(args: argparse.Namespace) -> dict[str, Any]:
     if committed is not None:
         log(f"{inputs.output_uri} already holds complete results for these inputs: reporting them again")
         doc, out_block = committed
-        return report(doc, out_block, {"seconds": round(time.monotonic() - started, 3), "reused": True})
+        return report(doc, out_block, {"seconds": round(time.monotonic() - started, 3), "reused": True},
+                      inputs.model.uri)
     if args.workers > 1 and args.backend == "hf":  # vLLM runs its data-parallel replicas itself
         return workers.launch(args, inputs)
     out = outputs.Output(inputs.output_uri)
     collected = evaluate_tasks(inputs, out)
     doc, out_block = outputs.commit(out, inputs, collected)
-    return report(doc, out_block, collected.throughput(time.monotonic() - started, inputs.model))
+    return report(doc, out_block, collected.throughput(time.monotonic() - started, inputs.model), inputs.model.uri)
 
 
-def report(doc: dict[str, Any], out_block: dict[str, str], timing: dict[str, Any]) -> dict[str, Any]:
+def report(doc: dict[str, Any], out_block: dict[str, str], timing: dict[str, Any],
+           model_uri: str | None = None) -> dict[str, Any]:
     """The result line's content; a partial evaluation fails the step (exit 1) with it."""
     log(f"done: {len(doc['results'])} metrics, partial={doc['partial']}, {json.dumps(timing, sort_keys=True)}")
-    result = result_from_doc(doc, out_block, timing)
+    result = result_from_doc(doc, out_block, timing, model_uri)
     if doc["partial"]:
         failed = ", ".join(sorted({e["task"] for e in doc.get("errors", [])}))
         raise StepFailed(f"lmmsEval tasks: {failed} failed; partial results kept in {out_block['uri']}", result)

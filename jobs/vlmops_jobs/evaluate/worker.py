@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> dict[str, Any] | None:
     doc, out_block = outputs.commit(out, inputs, collected, workers=world)
     timing = collected.throughput(time.monotonic() - started, inputs.model)
     try:
-        workers.write_outcome(inputs.work_dir, report(doc, out_block, {**timing, "workers": world}))
+        workers.write_outcome(inputs.work_dir, report(doc, out_block, {**timing, "workers": world}, inputs.model.uri))
     except StepFailed as e:
         workers.write_outcome(inputs.work_dir, e.result, str(e))
     return None

@@ -60,9 +60,10 @@ def finalize(output: str, fmt: str, plan: Plan, records: list[dict], params: dic
               "lengths": plan.manifest["inputs"]["lengths"]}
     parameters = {**first["parameters"], **plan.manifest["parameters"], **params}
     parameters.pop("plan", None)
+    locations = dict(first.get("locations") or {})
     stats = {**plan.manifest["stats"], "shards": len(records)}
     manifest = lineage.build_manifest(kind=KIND, step="write", inputs=inputs, parameters=parameters, files=files,
-                                      stats=stats)
+                                      stats=stats, locations=locations)
     return {"stats": stats, "output": lineage.commit_manifest(output, manifest)}
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from vlmops_contract.layouts import pack as layout
 
-from ..common import storage
+from ..common import image_refs, storage
 from ..common.result import JobError, shard_index
 from .committed import committed_tars, read_plan, tar_count, write_parameters
 from .finalize import add_format_arguments, finalize
@@ -62,6 +62,11 @@ def run(args) -> dict[str, Any]:
     planned = PlannedSequences(plan.table, plan.n_sequences)
     todo = _tars_to_write(args.output, mine, params)
     rows = _lengths_rows(args.output, planned, todo, per_tar)
+    if rows:  # the tables name images relative to the lengths step's imageRoot
+        root = storage.read_json(storage.join(args.output, layout.lengths_record(0)))["locations"]["imageRoot"]
+        for part_rows in rows.values():
+            for rec in part_rows:
+                rec["images"] = [image_refs.resolve(root, x) for x in rec["images"] or []]
     n_bytes = n_samples = 0
     for index in todo:
         sequences = range(index * per_tar, min(plan.n_sequences, (index + 1) * per_tar))

@@ -177,8 +177,11 @@ class PackedShards(PackedShardReader):
         return {"digest": digest, "sequenceLength": self.meta(0).get("capacity")}
 
     def digest_inputs(self) -> dict[str, Any]:
+        """The packed dataset as an input: its identity (content, wherever stored) and its location."""
         if storage.exists(self.manifest_uri):
-            return {"uri": self.data_uri, "manifest": self.manifest_uri, "digest": storage.sha256_uri(self.manifest_uri)}
+            m = storage.read_json(self.manifest_uri)
+            return {"uri": self.data_uri, "manifest": self.manifest_uri,
+                    "digest": m.get("identity") or storage.sha256_uri(self.manifest_uri)}
         return {"uri": self.data_uri}
 
 

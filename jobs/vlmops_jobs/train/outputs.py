@@ -34,22 +34,33 @@ def export_hf(plan: Plan, model) -> tuple[str | None, dict[str, Any]]:
     return uri, {f"{HF_EXPORT}/{k}": v for k, v in (files or {}).items()}
 
 
+# flags that say where (inputs are recorded by content digest; these stay outside identity)
+LOCATION_FLAGS = ("data", "tokenizer", "output", "checkpoint-uri", "init-from", "init-from-identity")
+# flags that change nothing in the output (the local runner picks a free metrics port per run)
+OPERATIONAL_FLAGS = ("metrics-port", "progress-interval", "peak-tflops", "checkpoint-interval", "checkpoint-keep")
+
+
 def commit_manifest(plan: Plan, outcome: Outcome, hf_files: dict[str, Any]) -> dict[str, str] | None:
     """The lineage manifest, written last; None without `--output`."""
     args = plan.args
     if not args.output:
         return None
-    params = {k.replace("_", "-"): v for k, v in sorted(vars(args).items())}
-    inputs = {"data": plan.shards.digest_inputs(), "tokenizer": {"uri": args.tokenizer}}
+    flags = {k.replace("_", "-"): v for k, v in sorted(vars(args).items())}
+    locations = {k: flags.pop(k) for k in LOCATION_FLAGS}
+    operational = {k: flags.pop(k) for k in OPERATIONAL_FLAGS}
+    params = {**flags, "attention-resolved": plan.attention}  # the backend changes the numerics
+    inputs = {"data": plan.shards.digest_inputs(),
+              "tokenizer": {"uri": args.tokenizer, "digest": lineage.tree_digest(plan.tok.dir)}}
     if plan.start.init_from:
-        inputs["initFrom"] = {"uri": plan.start.init_from}
+        inputs["initFrom"] = {"uri": plan.start.init_from,
+                              "digest": args.init_from_identity or lineage.tree_digest(plan.start.init_from)}
     if plan.start.init_from_hf:
         inputs["initFrom"] = {"uri": args.init_from, "digest": plan.start.init_from_hf_digest}
     # progress.json changes while running: not part of the committed digest set
     man = lineage.build_manifest(kind="VLMTrainingStage", step="train", inputs=inputs, parameters=params,
                                  files=dict(hf_files),
-                                 stats={"finalLoss": round(outcome.loss, 6), "steps": args.train_iters,
-                                        "checkpoint": outcome.checkpoint, "attention": plan.attention})
+                                 stats={"finalLoss": round(outcome.loss, 6), "steps": args.train_iters},
+                                 locations={**locations, "checkpoint": outcome.checkpoint}, operational=operational)
     return lineage.commit_manifest(args.output, man)
 
 

@@ -53,6 +53,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     a("--checkpoint-keep", type=int, default=2)
     a("--init-from", default=None, help="weights only: a checkpoint prefix (with `latest`) or iteration dir, or hf://<dir | prefix | "
       "repo id> (a snapshot in the LLaVA-OneVision-1.5 release format, converted while loading)")
+    a("--init-from-identity", default=None, help="the identity digest of what --init-from holds (the operator "
+      "passes the upstream stage's); without it a checkpoint's files are digested")
     a("--output", default=None, help=f"{PROGRESS}, {HF_EXPORT}/, {MANIFEST} (last)")
     a("--metrics-port", type=int, default=9400, help="Prometheus port on rank 0 (0: off)")
     a("--peak-tflops", type=float, default=989.0, help="per-device peak for MFU (H100 bf16 dense: 989)")

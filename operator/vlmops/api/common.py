@@ -87,6 +87,8 @@ class OutputStatus(Model):
     uri: str | None = None
     manifest: str | None = None
     digest: str | None = None
+    identity: str | None = Field(None, description="digest of the output's content, inputs (by identity), parameters, "
+                                 "code and environment: equal wherever the output is stored")
 
 
 Phase = Literal["Pending", "Running", "Succeeded", "Ready", "Failed"]

@@ -149,7 +149,8 @@ def container(name: str, image: str, command: list[str], env: list[k8s.V1EnvVar]
         image=image,
         image_pull_policy=ctx.image_pull_policy,
         command=command,
-        env=env or None,
+        # the image reference, recorded by the job in its manifest (environment.image)
+        env=[*(env or []), k8s.V1EnvVar(name="VLMOPS_IMAGE", value=image)],
         resources=k8s.V1ResourceRequirements(**resources) if resources else None,
         # The job's result JSON; FallbackToLogsOnError keeps the tail of the log on crashes.
         termination_message_policy="FallbackToLogsOnError",

@@ -17,22 +17,25 @@ METRICS_PORT = 9400
 CONTAINER = "pytorch"  # the training operator finds the container by this name
 
 
-def init_from_uri(spec: VLMTrainingStageSpec, inputs: Inputs, waiting: list[str]) -> str | None:
+def init_from_uri(spec: VLMTrainingStageSpec, inputs: Inputs, waiting: list[str]) -> tuple[str | None, str | None]:
+    """(what --init-from names, the identity of its content when an upstream stage says so)."""
     ref = spec.init_from
     if ref is None:
-        return None
+        return None, None
     if ref.training_stage:
         prev = resolve(inputs, training_stage.KIND, ref.training_stage, waiting)
         if prev is None:
-            return None
+            return None, None
         status = prev.get("status") or {}
-        return (status.get("checkpoint") or {}).get("latest") or prev["spec"]["checkpoint"]["uri"]
+        uri = (status.get("checkpoint") or {}).get("latest") or prev["spec"]["checkpoint"]["uri"]
+        return uri, (status.get("output") or {}).get("identity")
     if ref.checkpoint:
-        return ref.checkpoint
-    return f"hf://{ref.hugging_face}"
+        return ref.checkpoint, None
+    return f"hf://{ref.hugging_face}", None
 
 
-def train_args(spec: VLMTrainingStageSpec, data_uri: str, tokenizer: str, init_from: str | None) -> list[str]:
+def train_args(spec: VLMTrainingStageSpec, data_uri: str, tokenizer: str, init_from: str | None,
+               init_from_identity: str | None = None) -> list[str]:
     o, p, m = spec.optimizer, spec.parallelism, spec.model
     return flag_args([
         ("--preset", m.preset),
@@ -48,7 +51,7 @@ def train_args(spec: VLMTrainingStageSpec, data_uri: str, tokenizer: str, init_f
         ("--recompute", p.recompute if p.recompute != "none" else None),
         ("--checkpoint-uri", spec.checkpoint.uri), ("--checkpoint-interval", spec.checkpoint.interval_steps),
         ("--checkpoint-keep", spec.checkpoint.keep),
-        ("--init-from", init_from),
+        ("--init-from", init_from), ("--init-from-identity", init_from_identity),
         ("--output", spec.output_uri()), ("--metrics-port", METRICS_PORT),
     ])
 
@@ -79,7 +82,7 @@ def dataset_problems(spec: VLMTrainingStageSpec, pds: dict[str, Any]) -> list[st
 def build(cr: dict[str, Any], spec: VLMTrainingStageSpec, inputs: Inputs, ctx: BuildContext) -> Plan:
     waiting: list[str] = []
     pds = resolve(inputs, packed_dataset.KIND, spec.data.packed_dataset, waiting)
-    init_from = init_from_uri(spec, inputs, waiting)
+    init_from, init_identity = init_from_uri(spec, inputs, waiting)
     if waiting:
         return Plan(waiting_for=waiting)
     assert pds is not None
@@ -89,7 +92,7 @@ def build(cr: dict[str, Any], spec: VLMTrainingStageSpec, inputs: Inputs, ctx: B
     data_uri = output_uri(pds)
     tokenizer = pds["spec"]["tokenizer"]
     command = ["torchrun", "--nnodes", str(spec.nodes), "--nproc-per-node", str(spec.gpus_per_node),
-               "-m", "vlmops_jobs.train", *train_args(spec, data_uri, tokenizer, init_from)]
+               "-m", "vlmops_jobs.train", *train_args(spec, data_uri, tokenizer, init_from, init_identity)]
     meta = metadata(cr, "train")
     sched = spec.scheduling
     if sched and sched.queue_name:

@@ -26,10 +26,20 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--workdir", default=".vlmops-work")
     s.set_defaults(fn=_cmd_status)
 
-    lg = sub.add_parser("lineage", help="print the artifact chain behind a CR")
+    lg = sub.add_parser("lineage", help="the chain of outputs behind a CR, by content digest, down to the raw inputs")
     lg.add_argument("name")
     lg.add_argument("--workdir", default=".vlmops-work")
+    lg.add_argument("--verify", action="store_true", help="recompute every digest it can reach (exit 1 on a mismatch)")
+    lg.add_argument("--json", action="store_true", help="print the chain as JSON")
     lg.set_defaults(fn=_cmd_lineage)
+
+    d = sub.add_parser("diff", help="which identity inputs differ between two runs: two CRs, or every CR of "
+                                    "two workdirs")
+    d.add_argument("names", nargs="*", help="CR A [CR B] (B defaults to A, in --workdir-b); none: every CR")
+    d.add_argument("--workdir", default=".vlmops-work")
+    d.add_argument("--workdir-b", default=None, help="the other run's workdir (default: --workdir)")
+    d.add_argument("--json", action="store_true")
+    d.set_defaults(fn=_cmd_diff)
 
 
 def _event(what: str, message: str) -> None:
@@ -136,16 +146,59 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 
 def _cmd_lineage(args: argparse.Namespace) -> int:
-    from .runner import lineage
+    import json
+
+    from .. import lineage
 
     wd = Workdir(args.workdir)
     try:
-        chain = lineage(wd, args.name)
+        root = lineage.chain(wd.crs(), args.name)
     except KeyError:
         console.print(f"[bold red]error:[/] no CR named {args.name!r} in {wd.root}")
         return 2
-    for link in chain:
-        pad = "  " * link["depth"]
-        print(f"{pad}{link['kind']}/{link['name']} [{link['phase']}]")
-        print(f"{pad}  output: {link['uri']}  digest: {link['digest']}")
-    return 0
+    except ValueError as e:
+        console.print(f"[bold red]error:[/] {e}")
+        return 2
+    problems: list[str] = []
+    doc = root.to_json()
+    if args.verify:
+        checks, problems = lineage.verify(root)
+        doc["verify"] = {"checks": checks, "problems": problems}
+    if args.json:
+        print(json.dumps(doc, indent=1, sort_keys=True))
+    else:
+        print("\n".join(lineage.render(root)))
+        if args.verify:
+            for p in problems:
+                print(f"MISMATCH {p}")
+            print(f"verify: {checks} digests checked, {len(problems)} mismatch(es)")
+    return 1 if problems else 0
+
+
+def _cmd_diff(args: argparse.Namespace) -> int:
+    import json
+
+    from .. import lineage
+
+    a_wd, b_wd = Workdir(args.workdir), Workdir(args.workdir_b or args.workdir)
+    a_crs = {c["metadata"]["name"]: c for c in a_wd.crs()}
+    b_crs = {c["metadata"]["name"]: c for c in b_wd.crs()}
+    if len(args.names) > 2 or (not args.names and not args.workdir_b):
+        console.print("[bold red]error:[/] diff: give CR A [CR B], or --workdir-b to compare every CR of two runs")
+        return 2
+    pairs = [(args.names[0], args.names[-1])] if args.names else [(n, n) for n in sorted(set(a_crs) | set(b_crs))]
+    for a, b in pairs:
+        if a not in a_crs and b not in b_crs:
+            console.print(f"[bold red]error:[/] no CR named {a!r} in {a_wd.root} nor {b!r} in {b_wd.root}")
+            return 2
+    report = {f"{a}" if a == b else f"{a} vs {b}": lineage.diff(lineage.manifest_of(a_crs.get(a)),
+                                                               lineage.manifest_of(b_crs.get(b)))
+              for a, b in pairs}
+    if args.json:
+        print(json.dumps(report, indent=1, sort_keys=True))
+    else:
+        for name, diffs in report.items():
+            print(f"{name}: {'same identity' if not diffs else 'differs'}")
+            for line in diffs:
+                print(f"  {line}")
+    return 1 if any(report.values()) else 0

@@ -46,8 +46,22 @@ def _local_command(command: list[str], world_size: int | None) -> list[str]:
                 i = args.index(flag)
                 del args[i:i + 2]
         return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1",
-                "--nproc-per-node", str(world_size or 1), *args]
+                "--nproc-per-node", str(world_size or 1), *_free_metrics_port(args)]
     return command
+
+
+def _free_metrics_port(args: list[str]) -> list[str]:
+    """The pod's fixed Prometheus port would collide between two local runs (or stages) at once:
+    locally, rank 0 serves /metrics on a free port."""
+    if "--metrics-port" in args:
+        i = args.index("--metrics-port")
+        if args[i + 1] != "0":
+            import socket
+
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                args = [*args[:i + 1], str(s.getsockname()[1]), *args[i + 2:]]
+    return args
 
 
 def _env(container: dict[str, Any], extra: dict[str, str]) -> dict[str, str]:
@@ -61,6 +75,7 @@ def _env(container: dict[str, Any], extra: dict[str, str]) -> dict[str, str]:
         path.append(env["PYTHONPATH"])
     env["PYTHONPATH"] = os.pathsep.join(path)
     env.setdefault("OMP_NUM_THREADS", "1")
+    env.pop("VLMOPS_IMAGE", None)  # locally the source tree runs, not the image (code.tree identifies it)
     env.update(extra)
     return env
 

@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from synthetic_pool import balance_args, make_pool, read_selected, retrieve_args, run_all, run_job  # noqa: E402
 
-from vlmops_jobs.common import storage  # noqa: E402
+from vlmops_jobs.common import image_refs, storage  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +68,10 @@ def test_metaclip_keeps_every_tail_sample_and_flattens_the_distribution(file_poo
     # output layout and contents
     assert sel.column_names == ["id", "images", "conversations", "concepts"]
     imgs = [x for l in sel.column("images").to_pylist() for x in l]
-    assert imgs and all(x.startswith("file:///") and "/pool/img/" in x for x in imgs)
+    # images relative to the source's root, which the manifest records as a location (outside identity)
+    assert imgs and all(x.startswith("img/") for x in imgs)
+    root = storage.read_json(storage.join(out, "manifest.json"))["locations"]["imageRoot"]
+    assert root.startswith("file:///") and image_refs.resolve(root, imgs[0]) == f"{root}/{imgs[0]}"
     after = counts.column("after").to_numpy()
     assert after.sum() == sum(len(c) for c in sel.column("concepts").to_pylist())
     manifest = json.loads(storage.read_bytes(storage.join(out, "manifest.json")))
@@ -119,7 +122,8 @@ def test_the_output_on_s3_is_the_same_for_any_shard_count(s3_bucket, capsys):
         m[shards] = storage.read_bytes(storage.join(out, "manifest.json"))
         sel = read_selected(out)
         assert sel.num_rows == res["stats"]["selectedSamples"]
-        assert all(x.startswith(s3_bucket + "/in/pool/img/") for l in sel.column("images").to_pylist() for x in l)
+        assert all(x.startswith("img/") for l in sel.column("images").to_pylist() for x in l)
+        assert storage.read_json(storage.join(out, "manifest.json"))["locations"]["imageRoot"] == s3_bucket + "/in/pool"
     assert m[1] == m[3]
     # and the data files too (the manifest lists their digests)
     assert json.loads(m[1])["files"] == json.loads(m[3])["files"]

@@ -42,10 +42,11 @@ def test_a_local_checkpoint_is_used_in_place_and_a_wrong_digest_or_path_is_bad_i
 def test_a_checkpoint_is_verified_against_its_own_manifest(tmp_path):
     ckpt = _fake_checkpoint(tmp_path / "ckpt")
     files = model.file_digests(ckpt)
-    manifest = {"kind": "VLMTrainingStageManifest", "files": files}
+    manifest = {"kind": "VLMTrainingStageManifest", "files": files, "identity": "sha256:" + "1" * 64}
     digest = storage.write_json_atomic(os.path.join(ckpt, MANIFEST), manifest)
     m = model.resolve_model(ckpt, str(tmp_path / "w"), expected_digest=digest)  # the stage's output digest
-    assert m.manifest_digest == digest and m.lineage()["manifestDigest"] == digest
+    assert m.manifest_digest == digest and m.lineage()["identity"] == manifest["identity"]
+    assert model.resolve_model(ckpt, str(tmp_path / "w"), expected_digest=manifest["identity"]).digest == m.digest
     with open(os.path.join(ckpt, "sub", "tokenizer.json"), "w") as f:
         f.write('{"tampered": true}')
     with pytest.raises(JobError, match="model digest: sub/tokenizer.json is sha256:"):

@@ -132,11 +132,13 @@ def test_a_real_run_writes_the_layout_and_result_line_and_a_retry_reuses_it(asse
     assert len(samples) == 3 and "resps" in json.loads(samples[0])
     manifest = storage.read_json(f"{out}/manifest.json")
     assert manifest["kind"] == "EvalSuiteManifest" and manifest["stats"]["partial"] is False
-    assert manifest["inputs"]["model"]["digest"] == assets["digest"] and manifest["inputs"]["includePath"]["uri"] == assets["tasks_uri"]
+    assert manifest["inputs"]["model"]["digest"] == assets["digest"] and manifest["locations"]["includePath"] == assets["tasks_uri"]
     assert manifest["parameters"]["tasks"] == ["vlmops_tiny_vqa", "vlmops_tiny_count"]
-    for rel, digest in manifest["files"].items():
+    # identity covers the normalised results; lmms-eval's own files (dates, timings) are digested beside it
+    assert set(manifest["files"]) == {"results.json"} and "lmms-eval/vlmops_tiny_vqa/results.json" in manifest["rawFiles"]
+    for rel, digest in {**manifest["files"], **manifest["rawFiles"]}.items():
         assert storage.sha256_uri(f"{out}/{rel}") == digest
-    assert res["output"]["manifest"] == f"{out}/manifest.json"
+    assert res["output"]["manifest"] == f"{out}/manifest.json" and res["output"]["identity"] == manifest["identity"]
     assert res["output"]["digest"] == storage.sha256_uri(f"{out}/manifest.json")
 
     # thresholds on the real results (what the operator does with status.results)

@@ -33,7 +33,7 @@ def check_roundtrip(src_dir, out, plan, final, cap):
     assert set(st) >= {"samples", "sequences", "lowerBoundSequences", "compressionRatio", "packingEfficiency",
                        "tokens", "paddingTokens", "droppedTooLong"}
     assert final["stats"]["sequences"] == st["sequences"]
-    assert set(final["output"]) == {"uri", "manifest", "digest"}
+    assert set(final["output"]) == {"uri", "manifest", "digest", "identity"}
     assert len(json.dumps({"vlmopsResult": final})) < 4096
     src = pq.read_table(storage.get_fs(src_dir + "/samples.parquet")[1], filesystem=storage.get_fs(src_dir)[0]).to_pylist()
     by_id = {r["id"]: r for r in src}
