@@ -6,7 +6,7 @@ Written by the jobs (`vlmops_jobs.common.lineage.build_manifest`) and recomputed
 A manifest's identity is the sha256 of its canonical JSON without what says *where* (top-level
 `locations`, every `uri` / `manifest` key inside `inputs`) and without what is derived or
 informational (`operational` settings such as a metrics port, `stats`, `rawFiles`, `code.commit`,
-`environment.image`, `identity` itself). It
+`environment.image` / `imageID`, `identity` itself). It
 covers the kind and step, the inputs by content (an upstream output by its identity), the
 parameters, the output files' digests, the code (version + a hash of the job sources) and the
 Python environment (a hash of the installed distributions).
@@ -19,7 +19,7 @@ from typing import Any
 
 LOCATION_KEYS = ("uri", "manifest")
 OUTSIDE_IDENTITY = ("identity", "locations", "operational", "stats", "rawFiles")
-INFORMATIONAL = {"code": ("commit",), "environment": ("image",)}
+INFORMATIONAL = {"code": ("commit",), "environment": ("image", "imageID")}
 
 
 def canonical_json(obj: Any) -> bytes:

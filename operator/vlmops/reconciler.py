@@ -18,8 +18,9 @@ from typing import Any
 
 from pydantic import ValidationError
 from vlmops_contract.labels import LABEL_GENERATION, LABEL_KIND, LABEL_NAME, LABEL_STEP, label_value
+from vlmops_contract.layouts import MANIFEST, join
 
-from . import childstate, conditions, mergepatch, results, status_metrics
+from . import childstate, conditions, manifest_stamp, mergepatch, results, status_metrics
 from .api.errors import format_validation_error
 from .api.kind import name_problem
 from .builders import BuildContext, Plan, Step
@@ -63,6 +64,7 @@ class Decision:
     adopt: list[tuple[dict[str, Any], list[dict[str, Any]]]] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     newly_failed: list[str] = field(default_factory=list)  # kinds of children that just failed (metrics)
+    stamp: tuple[str, str] | None = None  # (the CR's own manifest, the image its final pod ran): act records it
 
 
 @dataclass
@@ -233,6 +235,7 @@ def _walk_steps(snap: Snapshot, kind: Kind, d: Decision, state: "_StateSetter") 
             # child garbage-collected later loses nothing.
             if was.get("phase") != "Succeeded":
                 results.copy_into(status, results.from_pods(snap.pods.get(step.name) or []), kind.result_keys)
+                _record_image(snap, kind, d, status, step.name)
             continue
         status["children"] = children
         if st.phase == "Failed":
@@ -271,10 +274,26 @@ def _follow_started(snap: Snapshot, kind: Kind, d: Decision, state: "_StateSette
             return state("Running", "Running", f"{step}: {c['kind']} {c['name']} "
                          f"{st.phase.lower()} (an input is gone; following the started child)")
         results.copy_into(d.status, results.from_pods(snap.pods.get(step) or []), kind.result_keys)
+        _record_image(snap, kind, d, d.status, step)
     if recorded[-1].get("step") != kind.final_step:
         return None
     d.status["children"] = recorded
     return _finished(snap, kind, d, state, len(recorded))
+
+
+def _record_image(snap: Snapshot, kind: Kind, d: Decision, status: dict[str, Any], step: str) -> None:
+    """The final step's pod image into `status.output.image`, and (act) into the manifest it wrote
+    when that is the CR's own output manifest (never a location a result line names elsewhere)."""
+    if step != kind.final_step:
+        return
+    image = results.image_id(snap.pods.get(step) or [])
+    out = status.get("output")
+    if not image or not isinstance(out, dict):
+        return
+    out["image"] = image
+    own = join(kind.outputs(snap.spec)["output"]["uri"], MANIFEST)
+    if out.get("manifest") == own:
+        d.stamp = (own, image)
 
 
 def _failed(snap: Snapshot, d: Decision, state: "_StateSetter", child_kind: str, name: str, step: str,
@@ -339,6 +358,10 @@ def act(kube: KubeAPI, snap: Snapshot, d: Decision) -> Outcome:
         kube.adopt_child(child, owner_refs)
     for child_kind in d.newly_failed:
         CHILD_FAILURES.labels(kind=child_kind).inc()
+    if d.stamp:  # before the status patch: status.output.digest is the manifest as stored
+        digest = manifest_stamp.stamp(*d.stamp)
+        if digest and isinstance(d.status.get("output"), dict):
+            d.status["output"]["digest"] = digest
     old = snap.old_status
     if status_changed(old, d.status):
         kube.patch_cr_status(snap.obj["kind"], meta["namespace"], meta["name"], mergepatch.diff(old, d.status))

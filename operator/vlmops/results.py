@@ -31,6 +31,17 @@ def from_pods(pods: list[dict[str, Any]], container: str | None = None) -> dict[
     return first
 
 
+def image_id(pods: list[dict[str, Any]]) -> str | None:
+    """The image digest (`imageID`, e.g. `ghcr.io/x/y@sha256:...`) the first pod that reported a
+    result ran, as the kubelet recorded it."""
+    for pod in sorted(pods, key=lambda p: p["metadata"]["name"]):
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            term = (cs.get("state") or {}).get("terminated") or (cs.get("lastState") or {}).get("terminated")
+            if cs.get("imageID") and parse_result((term or {}).get("message") or "") is not None:
+                return cs["imageID"]
+    return None
+
+
 def failure_line(pods: list[dict[str, Any]]) -> str | None:
     """The last line a failed container left in its termination message (with
     FallbackToLogsOnError, the log tail: a job's bad-input exit prints `error: ...` last)."""

@@ -11,13 +11,13 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # harness modules live next to the tests
 
 from emulated_apiserver import EmulatorServer, kubeconfig  # noqa: E402
-from operator_harness import (FAULTS_NAMESPACE, LEADER_NAMESPACE, NAMESPACES, TEST_UA, OperatorProcess,  # noqa: E402
-                              crd_docs)
+from operator_harness import (FAULTS_NAMESPACE, IMAGE_NAMESPACE, LEADER_NAMESPACE, NAMESPACES, TEST_UA,  # noqa: E402
+                              OperatorProcess, crd_docs)
 
 
 @pytest.fixture(scope="session")
 def emulator():
-    srv = EmulatorServer(crd_docs(), namespaces=["default", *NAMESPACES, FAULTS_NAMESPACE, LEADER_NAMESPACE]).start()
+    srv = EmulatorServer(crd_docs(), namespaces=["default", *NAMESPACES, FAULTS_NAMESPACE, LEADER_NAMESPACE, IMAGE_NAMESPACE]).start()
     try:
         yield srv
     finally:

@@ -19,6 +19,7 @@ TEST_UA = "vlmops-tests"
 NAMESPACES = ["vlm", "fail", "bad", "smoke"]
 FAULTS_NAMESPACE = "faults"  # watched by the fault tests' own operator (its log may hold injected errors)
 LEADER_NAMESPACE = "leader"  # watched by the leader-election test's two replicas
+IMAGE_NAMESPACE = "provenance"  # watched by the image-in-manifest test's operator (started with S3 credentials)
 # Short enough for the fault tests to wait on, long enough not to load a 2-core machine.
 RESYNC_SECONDS = 3.0
 API_TIMEOUT_SECONDS = 3.0

@@ -100,7 +100,7 @@ class Cluster:
         return jobs + pjs
 
     def _pod(self, name: str, labels: dict[str, str], container: str, message: str, exit_code: int,
-             index: int | None) -> None:
+             index: int | None, image_id: str = "") -> None:
         ann = {"batch.kubernetes.io/job-completion-index": str(index)} if index is not None else {}
         self.core.create_namespaced_pod(self.ns, {
             "apiVersion": "v1", "kind": "Pod",
@@ -111,10 +111,11 @@ class Cluster:
         self.core.patch_namespaced_pod_status(name, self.ns, {"status": {
             "phase": "Succeeded" if exit_code == 0 else "Failed",
             "containerStatuses": [{"name": container, "ready": False, "restartCount": 0, "image": "x",
-                                   "imageID": "", "state": state}]}}, _content_type=MERGE)
+                                   "imageID": image_id, "state": state}]}}, _content_type=MERGE)
 
     def finish(self, child: dict[str, Any], ok: bool = True, result: dict[str, Any] | None = None,
-               error: str = "reading s3://x/\nerror: source.uri: no parquet files under s3://x/\n") -> None:
+               error: str = "reading s3://x/\nerror: source.uri: no parquet files under s3://x/\n",
+               image_id: str = "") -> None:
         """Play the controller + kubelet: pods with termination messages, then child status."""
         meta = child["metadata"]
         labels = meta["labels"]
@@ -128,7 +129,7 @@ class Cluster:
                 msg = json.dumps({"vlmopsResult": res}, separators=(",", ":")) if ok else error
                 pod_labels = {**tmpl["metadata"]["labels"], "job-name": meta["name"]}
                 self._pod(f"{meta['name']}-{i}-abcde", pod_labels, tmpl["spec"]["containers"][0]["name"], msg,
-                          0 if ok else 2, i if indexed else None)
+                          0 if ok else 2, i if indexed else None, image_id)
             cond = ({"type": "SuccessCriteriaMet", "status": "True"}, {"type": "Complete", "status": "True"}) if ok \
                 else ({"type": "FailureTarget", "status": "True", "reason": "BackoffLimitExceeded",
                        "message": "Job has reached the specified backoff limit"},
@@ -145,7 +146,7 @@ class Cluster:
             msg = json.dumps({"vlmopsResult": res}, separators=(",", ":")) if ok else error
             pod_labels = {**master["metadata"]["labels"], "training.kubeflow.org/job-name": meta["name"],
                           "training.kubeflow.org/replica-type": "master", "training.kubeflow.org/replica-index": "0"}
-            self._pod(f"{meta['name']}-master-0", pod_labels, "pytorch", msg, 0 if ok else 1, None)
+            self._pod(f"{meta['name']}-master-0", pod_labels, "pytorch", msg, 0 if ok else 1, None, image_id)
             final = {"type": "Succeeded", "status": "True", "reason": "PyTorchJobSucceeded",
                      "message": f"PyTorchJob {meta['name']} is successfully completed."} if ok else \
                 {"type": "Failed", "status": "True", "reason": "PyTorchJobFailed",

@@ -235,7 +235,7 @@ def _already_done(output: str, parameters: dict[str, Any], inputs: dict[str, Any
         return None
     if not m or json.loads(json.dumps(m.get("parameters"))) != json.loads(json.dumps(parameters)) or \
             json.loads(json.dumps(m.get("inputs"))) != json.loads(json.dumps(inputs)) or \
-            m.get("code") != lineage.code_identity() or m.get("environment") != lineage.environment():
+            not lineage.same_code_and_environment(m):
         return None
     for rel, digest in m.get("files", {}).items():
         uri = storage.join(output, rel)

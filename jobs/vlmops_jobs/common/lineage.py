@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from vlmops_contract.identity import identity_of, skipped, tree_digest as _tree_of
+from vlmops_contract.identity import identity_of, identity_view, skipped, tree_digest as _tree_of
 from vlmops_contract.layouts import MANIFEST
 
 from . import storage
@@ -39,12 +39,15 @@ def code_identity() -> dict[str, Any]:
                         and x.suffix not in (".pyc", ".pyo")):
             h.update(f"{pkg.__name__}/{p.relative_to(root).as_posix()}\0".encode())
             h.update(hashlib.sha256(p.read_bytes()).digest())
-    try:
-        from importlib.metadata import version
+    ver = "0+source"  # running from a source tree: the tree hash is the version
+    if not (Path(vlmops_jobs.__file__).parents[1] / "vlmops_contract").exists() or \
+            not (Path(vlmops_jobs.__file__).parents[2] / "pyproject.toml").exists():
+        try:
+            from importlib.metadata import version
 
-        ver = version("vlmops")
-    except Exception:
-        ver = "0+source"
+            ver = version("vlmops")
+        except Exception:
+            pass
     out: dict[str, Any] = {"version": ver, "tree": "sha256:" + h.hexdigest()}
     commit = os.environ.get("VLMOPS_GIT_COMMIT") or _git_head(Path(vlmops_jobs.__file__).parents[2])
     if commit:
@@ -74,13 +77,25 @@ def environment() -> dict[str, Any]:
     """{"packages": digest of the installed distributions (name==version, sorted) — the Python
     environment's lock —, "image": the container image the pod was started with, when the operator
     says (VLMOPS_IMAGE; informational: the operator records the resolved digest)}."""
+    import sysconfig
     from importlib.metadata import distributions
 
-    names = sorted({f"{(d.metadata['Name'] or '').lower()}=={d.version}" for d in distributions()})
+    # the interpreter's own site-packages, not sys.path: a process's extra path entries (a test's,
+    # a plugin's) must not change what "this environment" means
+    where = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
+    names = sorted({f"{(d.metadata['Name'] or '').lower()}=={d.version}" for d in distributions(path=where)})
     out: dict[str, Any] = {"packages": "sha256:" + hashlib.sha256("\n".join(names).encode()).hexdigest()}
     if os.environ.get("VLMOPS_IMAGE"):
         out["image"] = os.environ["VLMOPS_IMAGE"]
     return out
+
+
+def same_code_and_environment(manifest: dict[str, Any]) -> bool:
+    """Whether a committed manifest was written by this code in this environment (informational
+    fields such as the image the operator recorded do not count)."""
+    view = identity_view(manifest)
+    return view["code"] == identity_view({"code": code_identity()})["code"] and \
+        view["environment"] == identity_view({"environment": environment()})["environment"]
 
 
 def build_manifest(

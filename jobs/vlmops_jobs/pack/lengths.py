@@ -49,7 +49,7 @@ def _reused(args, shard: int, params: dict, inputs: dict) -> dict[str, Any] | No
         return None
     record = storage.read_json(record_uri)
     if record.get("parameters") == params and record.get("inputs") == inputs and storage.exists(part_uri) \
-            and record.get("code") == lineage.code_identity() and record.get("environment") == lineage.environment() \
+            and lineage.same_code_and_environment(record) \
             and storage.sha256_uri(part_uri) == record["files"][layout.lengths_part(shard)]:
         log(f"lengths shard {shard}: already committed, reusing")
         return {"stats": record["stats"], "output": {"uri": part_uri}}

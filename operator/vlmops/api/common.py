@@ -89,6 +89,8 @@ class OutputStatus(Model):
     digest: str | None = None
     identity: str | None = Field(None, description="digest of the output's content, inputs (by identity), parameters, "
                                  "code and environment: equal wherever the output is stored")
+    image: str | None = Field(None, description="the image (imageID, with its digest) the pod that committed the "
+                              "output ran; also recorded in the manifest's environment.imageID")
 
 
 Phase = Literal["Pending", "Running", "Succeeded", "Ready", "Failed"]
