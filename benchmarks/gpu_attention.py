@@ -83,20 +83,6 @@ def packed_batch(torch, preset, seq: int, seed: int, image_id: int):
             "segment_ids": torch.tensor(seg), "tokens": seq}, lengths
 
 
-def matmul_peak(torch) -> float:
-    n = 8192
-    a = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
-    b = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
-    for _ in range(3):
-        a @ b
-    torch.cuda.synchronize()
-    t = time.perf_counter()
-    for _ in range(10):
-        a @ b
-    torch.cuda.synchronize()
-    return 2 * n ** 3 / ((time.perf_counter() - t) / 10) / 1e12
-
-
 def throughput(torch, preset, seq: int, backend: str, dev, steps: int, warmup: int, peak: float | None):
     from vlmops_jobs.train import cpu_compat, optim
     from vlmops_jobs.train.flops import microbatch_flops
@@ -201,7 +187,12 @@ def main() -> None:
     backends = a.backends.split(",") if a.backends else attention.available(kind)
     backends = [b for b in backends if b != "local"] + (["local"] if "local" in backends else [])  # local last: may OOM
     rows = []
-    peak = matmul_peak(torch) if gpu else None
+    if gpu:
+        from gpu_matmul_peak import measure  # benchmarks/: the same baseline as the other GPU scripts
+
+        peak = measure()
+    else:
+        peak = None
     head = {"device": torch.cuda.get_device_name() if gpu else "cpu", "matmulPeakTflops": peak and round(peak, 1),
             "torch": torch.__version__, "backends": backends}
     print(json.dumps(head), flush=True)
