@@ -93,9 +93,8 @@ def environment() -> dict[str, Any]:
 def same_code_and_environment(manifest: dict[str, Any]) -> bool:
     """Whether a committed manifest was written by this code in this environment (informational
     fields such as the image the operator recorded do not count)."""
-    view = identity_view(manifest)
-    return view["code"] == identity_view({"code": code_identity()})["code"] and \
-        view["environment"] == identity_view({"environment": environment()})["environment"]
+    view, here = identity_view(manifest), identity_view({"code": code_identity(), "environment": environment()})
+    return (view["code"], view["environment"]) == (here["code"], here["environment"])
 
 
 def build_manifest(

@@ -14,6 +14,7 @@ from typing import Any, Iterator
 
 import fsspec
 from fsspec.core import url_to_fs
+from vlmops_contract.identity import canonical_json, sha256  # noqa: F401  (one definition: manifests verify on both sides)
 from vlmops_contract.layouts import join  # noqa: F401  (the one URI join; jobs call storage.join)
 from vlmops_contract.storage_env import fsspec_options
 
@@ -40,7 +41,7 @@ def read_json(uri: str) -> Any:
 
 
 def sha256_bytes(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
+    return sha256(data)
 
 
 def sha256_uri(uri: str, chunk: int = 8 << 20) -> str:
@@ -80,11 +81,6 @@ def write_bytes_atomic(uri: str, data: bytes) -> str:
     with atomic_open(uri, "wb") as f:
         f.write(data)
     return sha256_bytes(data)
-
-
-def canonical_json(obj: Any) -> bytes:
-    """Byte-stable JSON (sorted keys, fixed separators) so two runs give identical files."""
-    return (json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
 
 
 def write_json_atomic(uri: str, obj: Any) -> str:

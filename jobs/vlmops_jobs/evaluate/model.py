@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from vlmops_contract.identity import tree_digest as contract_tree_digest
 from vlmops_contract.layouts import MANIFEST
 from vlmops_contract.layouts.train import HF_CONFIG
 
@@ -110,7 +111,7 @@ def file_digests(local_dir: str) -> dict[str, str]:
 
 
 def tree_digest(digests: dict[str, str]) -> str:
-    return storage.sha256_bytes(storage.canonical_json({"files": dict(sorted(digests.items()))}))
+    return contract_tree_digest(digests)  # the same directory digest lineage and `vlmops lineage --verify` use
 
 
 def _hf_cache_lookup(repo: str) -> str:

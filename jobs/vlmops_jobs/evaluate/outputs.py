@@ -103,15 +103,18 @@ def commit(out: Output, inputs: EvalInputs, collected: EvalResults,
 def committed_results(inputs: EvalInputs) -> tuple[dict[str, Any], dict[str, str]] | None:
     """Idempotent retry: a complete (non-partial) output for the same parameters and model digest,
     as (results.json document, `status.output` block); None when the job has to evaluate."""
-    doc = _reusable_results(inputs.output_uri, inputs.parameters, inputs.model.lineage())
-    if doc is None:
+    found = _reusable_results(inputs.output_uri, inputs.parameters, inputs.model.lineage())
+    if found is None:
         return None
+    doc, manifest = found
     manifest_uri = storage.join(inputs.output_uri, MANIFEST)
     return doc, {"uri": inputs.output_uri, "manifest": manifest_uri, "digest": storage.sha256_uri(manifest_uri),
-                 "identity": lineage.read_manifest(inputs.output_uri).get("identity")}
+                 "identity": manifest.get("identity")}
 
 
-def _reusable_results(output_uri: str, parameters: dict[str, Any], model_lineage: dict[str, Any]) -> dict | None:
+def _reusable_results(output_uri: str, parameters: dict[str, Any],
+                      model_lineage: dict[str, Any]) -> tuple[dict, dict] | None:
+    """(results.json document, manifest) of a complete output for these parameters and model."""
     try:
         manifest = lineage.read_manifest(output_uri)
     except Exception:
@@ -128,4 +131,4 @@ def _reusable_results(output_uri: str, parameters: dict[str, Any], model_lineage
         return None
     if storage.sha256_bytes(storage.canonical_json(doc)) != manifest.get("files", {}).get(RESULTS):
         return None
-    return doc
+    return doc, manifest

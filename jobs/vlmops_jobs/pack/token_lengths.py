@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..common import image_tokens as image_form, storage
+from ..common import image_refs, image_tokens as image_form, storage
 from ..common.result import JobError
 
 IMAGE_MARKER = "<image>"
@@ -106,12 +106,6 @@ class TextCounter:
         return np.array([len(e.ids) for e in encs], dtype=np.int64)
 
 
-def resolve_image(img: str, base_dir: str) -> str:
-    if "://" in img or img.startswith("/"):
-        return img
-    return storage.join(base_dir, img)
-
-
 class ImageGeometry(NamedTuple):
     """How images become tokens (the spec's patchSize, mergeSize, minPixels, maxPixels)."""
 
@@ -145,7 +139,7 @@ def _render(rows: list[dict], base_dirs: list[str], counter: TextCounter) -> tup
             raise JobError(f"sample {sid} conversations: not JSON ({e})")
         if not conv or not any(isinstance(m, dict) and str(m.get("content") or "").strip() for m in conv):
             raise JobError(f"sample {sid} conversations: no text")
-        images = [resolve_image(i, base) for i in (row.get("images") or [])]
+        images = [image_refs.resolve(base, i) for i in (row.get("images") or [])]
         markers = sum(str(m.get("content", "")).count(IMAGE_MARKER) for m in conv if m.get("role") == "user")
         if markers != len(images):
             raise JobError(f"sample {sid} images: {len(images)} images but {markers} {IMAGE_MARKER} markers in user turns")
