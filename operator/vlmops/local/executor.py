@@ -46,21 +46,17 @@ def _local_command(command: list[str], world_size: int | None) -> list[str]:
                 i = args.index(flag)
                 del args[i:i + 2]
         return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes", "1",
-                "--nproc-per-node", str(world_size or 1), *_free_metrics_port(args)]
+                "--nproc-per-node", str(world_size or 1), *_local_metrics(args)]
     return command
 
 
-def _free_metrics_port(args: list[str]) -> list[str]:
-    """The pod's fixed Prometheus port would collide between two local runs (or stages) at once:
-    locally, rank 0 serves /metrics on a free port."""
+def _local_metrics(args: list[str]) -> list[str]:
+    """Locally rank 0 serves no /metrics (`--metrics-port 0`): the pod's fixed port would collide
+    between two stages or runs at once, and a port probed free beforehand can be taken by another
+    process (torchrun's own rendezvous, gloo) before rank 0 binds it. Progress is in progress.json."""
     if "--metrics-port" in args:
         i = args.index("--metrics-port")
-        if args[i + 1] != "0":
-            import socket
-
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                args = [*args[:i + 1], str(s.getsockname()[1]), *args[i + 2:]]
+        args = [*args[:i + 1], "0", *args[i + 2:]]
     return args
 
 
