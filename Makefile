@@ -4,7 +4,7 @@ VENV := $(shell bash .ci/venv.sh)
 PY = PYTHONPATH=$(CURDIR)/operator:$(CURDIR)/jobs OMP_NUM_THREADS=1 $(VENV)/bin/python
 WORKDIR ?= $(CURDIR)/.vlmops-work
 
-.PHONY: test quickstart crds lock venv venv-ok bench render vlmops
+.PHONY: test quickstart crds docs lock venv venv-ok bench render vlmops
 
 venv:
 	@echo $(VENV)
@@ -20,10 +20,14 @@ quickstart: venv-ok
 	$(PY) examples/quickstart/generate.py --out $(WORKDIR)/storage/quickstart/data
 	$(PY) -m vlmops run -f examples/quickstart/ --workdir $(WORKDIR)
 
-crds:  # regenerate crds/ from the API types, then what is derived from them (chart copy, Chart.yaml, Argo CD health)
+crds:  # regenerate crds/ from the API types, then what is derived from them (chart copy, Chart.yaml, Argo CD health, docs/api.md)
 	$(PY) -m vlmops crds
 	$(PY) charts/sync_crds.py
 	$(PY) charts/sync_argocd.py
+	$(MAKE) --no-print-directory docs VENV=$(VENV)
+
+docs:  # docs/api.md from the API types (tests/api/test_api_docs.py fails when it is stale)
+	$(PY) -m vlmops.apidocs --out docs/api.md
 
 render:
 	$(PY) -m vlmops render -f examples/llava-ov-1.5/
