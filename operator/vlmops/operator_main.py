@@ -5,33 +5,14 @@ import asyncio
 import logging
 import os
 import socket
-from pathlib import Path
 from typing import Any
 
 import kopf
-import yaml
 from prometheus_client import start_http_server
 
-from .api.common import Storage
-from .builders import BuildContext
 from . import leader, liveness
+from .config import load_config  # the one config file -> BuildContext mapping (render/validate use it too)
 from .handlers import Operator, configure, register
-from .policy import Policy
-
-
-def load_config(path: str | None) -> BuildContext:
-    """Helm values rendered into a ConfigMap: images, storage defaults, job service account."""
-    if not path or not Path(path).exists():
-        return BuildContext()
-    data: dict[str, Any] = yaml.safe_load(Path(path).read_text()) or {}
-    base = BuildContext()
-    return BuildContext(
-        images={**base.images, **(data.get("images") or {})},
-        storage=Storage.model_validate(data["storage"]) if data.get("storage") else None,
-        storage_prefix=data.get("storagePrefix") or None,
-        service_account=data.get("jobServiceAccount"),
-        policy=Policy.from_config(data.get("policy")),
-    )
 
 
 def run(namespaces: list[str], all_namespaces: bool, metrics_port: int, health_port: int,
