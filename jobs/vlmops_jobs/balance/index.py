@@ -3,6 +3,10 @@
 `Flat` is exact and built in memory. An index that needs training is built once, stored under
 `<output>/index/` (the blob, then `index.json` naming the concept digests it was built from) and
 reused by every shard (and by later runs) built from the same concepts.
+
+The search runs on a GPU when faiss has GPU support (faiss-gpu) and sees one (`--device auto`),
+on the CPU otherwise. The index is built (or loaded) on the CPU and copied to the GPU; either way
+`search` rescores the candidates on the CPU, so both devices give the same top-k.
 """
 from __future__ import annotations
 
@@ -17,8 +21,10 @@ from vlmops_jobs.common.result import JobError
 
 from .shards import log
 
-SEARCH_BATCH = 16384
+SEARCH_BATCH = 16384  # queries per faiss call (the GPU index pages these through its temp memory)
 RESCORE_ELEMENTS = 8 << 20  # floats per rescoring block (32 MiB)
+GPU_MAX_K = 2048  # faiss's GPU_MAX_SELECTION_K: the largest k and nprobe a GPU index takes
+DEVICES = ("auto", "cpu", "gpu")
 
 
 def _combined_digest(inputs: list[dict[str, str]]) -> str:
@@ -104,16 +110,84 @@ def _set_nprobe(index, nprobe: int | None):
     return index
 
 
+def candidates(k: int, n_concepts: int) -> int:
+    """How many candidates faiss proposes per query: k plus a margin, rescored by `search`."""
+    return min(n_concepts, k + max(k, 4))
+
+
+def gpu_unavailable() -> str | None:
+    """Why faiss cannot search on a GPU in this process, or None when it can."""
+    import faiss
+
+    if not hasattr(faiss, "StandardGpuResources"):
+        return "this faiss build has no GPU support (faiss-cpu; the data image built with FAISS=gpu has faiss-gpu)"
+    if faiss.get_num_gpus() < 1:
+        return "faiss sees no GPU (no nvidia.com/gpu resource on the pod, or CUDA_VISIBLE_DEVICES hides it)"
+    return None
+
+
+def choose_device(requested: str, k: int, n_concepts: int, nprobe: int | None) -> str:
+    """'gpu' or 'cpu'. `auto` takes the GPU when faiss can search this on one; `gpu` insists (a
+    JobError says why it cannot); `cpu` never asks."""
+    if requested == "cpu":
+        return "cpu"
+    why = gpu_unavailable()
+    if why is None and candidates(k, n_concepts) > GPU_MAX_K:
+        why = (f"top-k {k} searches {candidates(k, n_concepts)} candidates, more than the {GPU_MAX_K} "
+               "a faiss GPU index returns")
+    if why is None and nprobe and nprobe > GPU_MAX_K:
+        why = f"nprobe {nprobe} is more than the {GPU_MAX_K} a faiss GPU index probes"
+    if why is None:
+        return "gpu"
+    if requested == "gpu":
+        raise JobError(f"retrieval device: gpu was asked for, but {why}")
+    log(f"device: cpu ({why})")
+    return "cpu"
+
+
+def to_gpu(index, float16: bool = False):
+    """A copy of the CPU index on GPU 0 (the one the pod sees), nprobe included. `float16` stores
+    a Flat index's vectors in half precision: half the GPU memory and tensor-core GEMMs; `search`
+    still rescores the candidates in float32."""
+    import faiss
+
+    res = faiss.StandardGpuResources()
+    co = faiss.GpuClonerOptions()
+    co.useFloat16 = bool(float16)
+    gpu = faiss.index_cpu_to_gpu(res, 0, index, co)
+    gpu.referenced_objects = [res]  # the resources must live as long as the index (faiss does the same)
+    return gpu
+
+
+def place(index, info: dict[str, Any], device: str, requested: str, float16: bool):
+    """The index on `device`. A GPU copy that fails (an index type faiss has no GPU version of, too
+    little GPU memory) falls back to the CPU under `auto` and is an error under `gpu`."""
+    info.update(device="cpu")
+    if device != "gpu":
+        return index
+    t0 = time.perf_counter()
+    try:
+        gpu = to_gpu(index, float16)
+    except RuntimeError as e:
+        if requested == "gpu":
+            raise JobError(f"retrieval device: gpu was asked for, but faiss could not copy {info['factory']!r} "
+                           f"to the GPU: {str(e).strip().splitlines()[0]}") from e
+        log(f"device: cpu (faiss could not copy {info['factory']} to the GPU: {str(e).strip().splitlines()[0]})")
+        return index
+    info.update(device="gpu", float16=bool(float16))
+    log(f"index: on the GPU ({'float16' if float16 else 'float32'}) in {time.perf_counter() - t0:.2f}s")
+    return gpu
+
+
 def search(index, q: np.ndarray, k: int, concepts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Top-k by cosine, made independent of how the rows are batched or sharded.
 
     BLAS results can differ in the last bits with the batch's shape (and faiss switches to a
-    non-BLAS kernel below 20 queries), so a row's near-ties could resolve differently for other
-    shard counts. faiss proposes k + margin candidates; each candidate's similarity is then
+    non-BLAS kernel below 20 queries; a GPU's GEMM rounds differently again), so a row's near-ties
+    could resolve differently for other shard counts or devices. faiss proposes k + margin candidates; each candidate's similarity is then
     recomputed row by row (a fixed-order float32 dot product) and the top k are taken by
     (similarity desc, concept id asc). Costs O(n * (k + margin) * d), nothing next to the search."""
-    n_c = index.ntotal
-    kk = min(n_c, k + max(k, 4))
+    kk = candidates(k, index.ntotal)
     sims = np.empty((len(q), k), np.float32)
     ids = np.empty((len(q), k), np.int64)
     rb = max(1, RESCORE_ELEMENTS // (kk * concepts.shape[1]))

@@ -22,7 +22,7 @@ from vlmops_jobs.common.result import JobError, shard_index
 
 from . import tables
 from .arguments import add_inputs, add_sharded_output
-from .index import get_index, recall_hits, search
+from .index import DEVICES, choose_device, get_index, place, recall_hits, search
 from .shards import committed, embedded_inputs, fault, log, names, remove_own_temps
 
 RECALL_SALT = 0x5EC411
@@ -37,6 +37,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--nprobe", type=int, default=None)
     p.add_argument("--min-similarity", type=float, default=-1.0)
     p.add_argument("--recall-sample", type=int, default=1000)
+    p.add_argument("--device", choices=DEVICES, default="auto",
+                   help="auto: the GPU when faiss has GPU support and sees one, else the CPU; gpu: fail (exit 2) "
+                        "without one")
+    p.add_argument("--gpu-float16", action="store_true",
+                   help="store the index's vectors in float16 on the GPU (half the memory, faster); candidates "
+                        "are still rescored in float32")
     p.add_argument("--embedded", action="store_true",
                    help="read the embed step's output (<output>/embed/shards-<N>/) instead of --source/--concepts")
     add_sharded_output(p)
@@ -63,6 +69,7 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
     concepts, concept_inputs = load_concepts(a.concepts, a.concept_text_field, a.concept_embedding_field)
     if a.top_k > len(concepts):
         raise JobError(f"retrieval top-k: {a.top_k} is larger than the concept vocabulary ({len(concepts)} in {a.concepts})")
+    device = choose_device(a.device, a.top_k, len(concepts), a.nprobe)
     qs = _read_queries(a, src_files, lo, hi, concepts.shape[1])
     t_read = time.perf_counter() - t0
     params["inputs"] = {"source": qs.inputs, "concepts": concept_inputs}
@@ -73,6 +80,7 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
 
     t0 = time.perf_counter()
     index, index_info = get_index(a.output, a.index, concepts, concept_inputs, a.nprobe)
+    index = place(index, index_info, device, a.device, a.gpu_float16)
     t_index = time.perf_counter() - t0
     t0 = time.perf_counter()
     sims, labels = search(index, qs.q, a.top_k, concepts)
@@ -92,7 +100,7 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
     n = hi - lo
     flops = 2.0 * len(qs.q) * len(concepts) * concepts.shape[1]
     log(f"shard {a.shard}/{a.shards}: {n} samples x {len(concepts)} concepts d={concepts.shape[1]} "
-        f"read {t_read:.3f}s index {t_index:.3f}s search {t_search:.3f}s write {t_write:.3f}s")
+        f"on {index_info['device']}: read {t_read:.3f}s index {t_index:.3f}s search {t_search:.3f}s write {t_write:.3f}s")
     log(f"throughput: search {n / max(t_search, 1e-9):.1f} items/s ({flops / max(t_search, 1e-9) / 1e9:.2f} GFLOP/s); "
         f"end-to-end {n / max(total, 1e-9):.1f} items/s, {qs.nbytes / max(total, 1e-9):.0f} bytes/s read")
     return _result(a, n, valid, total, qs.nbytes, uris["marker"], recall)
@@ -120,6 +128,8 @@ def _parameters(a: argparse.Namespace, src_files: list[tables.SourceFile], lo: i
         "nprobe": a.nprobe, "minSimilarity": a.min_similarity, "recallSample": a.recall_sample,
         "shard": a.shard, "shards": a.shards, "rows": [lo, hi],
         "sourceFiles": [[f.uri, f.rows, f.size] for f in src_files],
+        # the device is not a parameter (both give the same top-k); float16 candidates could differ
+        **({"gpuFloat16": True} if a.gpu_float16 else {}),
     }
 
 
