@@ -1,13 +1,17 @@
-"""`vlmops` command line: crds, validate, render, operator, run, status, lineage, eval compare."""
+"""`vlmops` command line: crds, validate, render, operator, run, status, lineage, diff, eval compare.
+
+Each command imports what it needs when it runs (kopf and prometheus only for `operator`), so
+`--help` and the offline commands start fast.
+"""
 from __future__ import annotations
 
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
-import yaml
-
-REPO_CRDS = Path(__file__).resolve().parents[2] / "crds"
+REPO = Path(__file__).resolve().parents[2]
+REPO_CRDS = REPO / "crds"
 
 
 def _cmd_crds(args: argparse.Namespace) -> int:
@@ -38,18 +42,32 @@ def _load(args: argparse.Namespace):
         return None
 
 
+def _context(args: argparse.Namespace):
+    """The operator's defaults from --config (its config file, or Helm values over the chart's);
+    None after printing the error."""
+    from .config import ConfigError, load_context
+
+    if not args.config:
+        from .builders import BuildContext
+
+        return BuildContext()
+    for f in args.config:
+        if not Path(f).is_file():
+            print(f"error: --config {f}: no such file", file=sys.stderr)
+            return None
+    try:
+        return load_context(args.config, Path(args.chart))
+    except ConfigError as e:
+        print(f"error: --config {e}", file=sys.stderr)
+        return None
+
+
 def _cmd_validate(args: argparse.Namespace) -> int:
     from .manifests import validate
 
-    policy = None
-    if args.config:  # the operator's config (the chart's ConfigMap): its tenancy policy applies too
-        from .operator_main import load_config
-
-        if not Path(args.config).exists():
-            print(f"error: --config {args.config}: no such file", file=sys.stderr)
-            return 2
-        policy = load_config(args.config).policy
-
+    ctx = _context(args)
+    if ctx is None:
+        return 2
     docs = _load(args)
     if docs is None:
         return 2
@@ -58,7 +76,10 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         return 2
     bad = 0
     for d in docs:
-        errs = validate(d, policy)
+        errs = []
+        if args.config:  # the cluster's view: relative locations resolved against its prefix, its policy
+            errs, d = _as_operator_reads(d, ctx)
+        errs = errs or validate(d, ctx.policy if args.config else None)
         label = f"{d.obj.get('kind')}/{(d.obj.get('metadata') or {}).get('name')} ({d.source})"
         if errs:
             bad += 1
@@ -70,38 +91,87 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
-def _cmd_render(args: argparse.Namespace) -> int:
-    from .kinds import build, planned_status
-    from .manifests import validate, with_defaults
+def _as_operator_reads(d, ctx) -> tuple[list[str], Any]:
+    """The CR with relative locations joined onto the config's storage prefix, as the operator
+    resolves them before its policy check; without a prefix they are errors, as there."""
+    from .builders.uris import relative_locations, resolve_uris
+    from .manifests import Doc
 
+    spec = d.obj.get("spec")
+    relative = list(relative_locations(spec or {}))
+    if not relative:
+        return [], d
+    if not ctx.storage_prefix:
+        return [f"{path}: relative location {value!r} needs a storage prefix (chart value jobs.storage.prefix) "
+                "or an absolute URI" for path, value in relative], d
+    return [], Doc({**d.obj, "spec": resolve_uris(spec, ctx.storage_prefix)}, d.source)
+
+
+class _Offline:
+    """The API server as `vlmops render` sees it: the CRs of the files, and no children yet. An input
+    without a status in the files gets the status it will have once done (`planned_status`: its
+    output locations), unless --strict-inputs."""
+
+    def __init__(self, objs: dict[tuple[str, str], dict[str, Any]], ctx, strict: bool):
+        self.objs, self.ctx, self.strict = objs, ctx, strict
+
+    def get_cr(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        from .builders.uris import resolve_uris
+        from .kinds import planned_status
+
+        obj = self.objs.get((kind, name))
+        if obj is None or obj["metadata"].get("namespace") != namespace:
+            return None
+        if obj.get("status") or self.strict:
+            return obj
+        spec = resolve_uris(obj["spec"], self.ctx.storage_prefix) if self.ctx.storage_prefix else obj["spec"]
+        return {**obj, "status": planned_status({**obj, "spec": spec})}
+
+    def get_child(self, kind: str, namespace: str, name: str) -> None:
+        return None
+
+    def list_pods(self, namespace: str, selector: dict[str, str]) -> list[dict[str, Any]]:
+        return []
+
+
+def _cmd_render(args: argparse.Namespace) -> int:
+    import yaml
+
+    from .kinds import KINDS
+    from .manifests import validate, with_defaults
+    from .reconciler import observe
+
+    ctx = _context(args)
+    if ctx is None:
+        return 2
     docs = _load(args)
     if docs is None:
         return 2
-    invalid = [(d, validate(d)) for d in docs]
-    invalid = [(d, e) for d, e in invalid if e]
-    if invalid:
-        for d, errs in invalid:
-            print(f"error: {d.source}: " + "; ".join(errs), file=sys.stderr)
+    errors = [f"{d.source}: " + "; ".join(errs) for d in docs if (errs := validate(d))]
+    if errors:
+        for e in errors:
+            print(f"error: {e}", file=sys.stderr)
         return 1
     objs = {d.key: with_defaults(d.obj) for d in docs}
-    inputs = {}
-    for key, obj in objs.items():
-        if obj.get("status") or args.strict_inputs:
-            inputs[key] = obj
-        else:
-            inputs[key] = {**obj, "status": planned_status(obj)}
+    kube = _Offline(objs, ctx, args.strict_inputs)
     out = []
-    for key, obj in objs.items():
-        plan = build(obj, inputs)
-        if plan.invalid:
-            print(f"error: {key[0]}/{key[1]}: " + "; ".join(plan.invalid), file=sys.stderr)
-            return 1
-        if plan.waiting_for:
-            out.append(f"# {key[0]}/{key[1]}: waiting for " + "; ".join(plan.waiting_for) + "\n")
+    for (kind, name), obj in objs.items():
+        # the operator's own first half of a reconcile: locations resolved, policy, inputs, the plan
+        snap = observe(kube, KINDS[kind], obj["metadata"]["namespace"], name, ctx)
+        problems = [snap.problem] if snap.problem else snap.plan.invalid
+        if problems:
+            errors.append(f"{kind}/{name}: " + "; ".join(problems))
             continue
-        for step in plan.steps:
+        if snap.plan.waiting_for:
+            out.append(f"# {kind}/{name}: waiting for " + "; ".join(snap.plan.waiting_for) + "\n")
+            continue
+        for step in snap.plan.steps:
             for m in [*step.extra, step.manifest]:
-                out.append(f"# {key[0]}/{key[1]} step {step.name}\n" + yaml.safe_dump(m, sort_keys=False))
+                out.append(f"# {kind}/{name} step {step.name}\n" + yaml.safe_dump(m, sort_keys=False))
+    if errors:
+        for e in errors:
+            print(f"error: {e}", file=sys.stderr)
+        return 1
     sys.stdout.write("---\n".join(out))
     return 0
 
@@ -117,17 +187,37 @@ def _cmd_operator(args: argparse.Namespace) -> int:
 
 
 def _eval_compare(rest: list[str]) -> int:
+    import importlib.util
+    import os
     import subprocess
 
     # The evaluation job's own CLI (same flags, --help, exit codes); the operator never imports job code.
-    return subprocess.call([sys.executable, "-m", "vlmops_jobs.evaluate", "compare", *rest])
+    if importlib.util.find_spec("vlmops_jobs") is None:  # the operator image holds no job code
+        if {"-h", "--help"} & set(rest):
+            print("usage: vlmops eval compare A [B] [options]\n\n"
+                  "The evaluation job's compare step: its full help needs the job package (vlmops_jobs), which\n"
+                  "this installation lacks (the eval image has it).")
+            return 0
+        print("error: vlmops eval compare needs the job package vlmops_jobs (the eval image has it)", file=sys.stderr)
+        return 2
+    # the child finds the packages this process found (an in-process caller may have extended sys.path)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p or os.getcwd() for p in sys.path)}
+    return subprocess.call([sys.executable, "-m", "vlmops_jobs.evaluate", "compare", *rest], env=env)
+
+
+def _config_args(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--config", action="append", metavar="FILE",
+                   help=f"{what}. A Helm values file (repeatable, merged in order like helm -f) or the operator's "
+                        "config file (the chart's ConfigMap, key config.yaml: the file with top-level `images`)")
+    p.add_argument("--chart", default=str(REPO / "charts" / "vlmops"), metavar="DIR",
+                   help="the chart whose values.yaml values files apply over (default: %(default)s)")
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:2] == ["eval", "compare"]:  # every flag (--help too) belongs to the job's compare step
         return _eval_compare(argv[2:])
-    p = argparse.ArgumentParser(prog="vlmops", description=__doc__)
+    p = argparse.ArgumentParser(prog="vlmops", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
 
     c = sub.add_parser("crds", help="generate CRD YAML from the API types")
@@ -137,14 +227,15 @@ def main(argv: list[str] | None = None) -> int:
 
     v = sub.add_parser("validate", help="check CRs against the CRD schemas and cross-field rules")
     v.add_argument("-f", "--file", action="append", required=True, help="file or directory (repeatable)")
-    v.add_argument("--config", default=None,
-                   help="the operator's config.yaml (chart ConfigMap): also check the cluster's policy")
+    _config_args(v, "also check the cluster's policy, with relative locations resolved as the operator does")
     v.set_defaults(fn=_cmd_validate)
 
     r = sub.add_parser("render", help="print the child manifests the operator would create")
     r.add_argument("-f", "--file", action="append", required=True)
     r.add_argument("--strict-inputs", action="store_true",
                    help="only treat inputs as ready if their status (in the files) says so")
+    _config_args(r, "render with the chart's defaults (images, storage, service account, requests, "
+                    "scheduling, ...): exactly what the operator creates")
     r.set_defaults(fn=_cmd_render)
 
     o = sub.add_parser("operator", help="run the Kubernetes operator")

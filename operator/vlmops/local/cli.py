@@ -2,13 +2,10 @@
 from __future__ import annotations
 
 import argparse
-
-from rich.console import Console
-from rich.table import Table
+import functools
 
 from .state import Workdir
 
-console = Console(stderr=True, soft_wrap=True)  # never wrap: error lines stay greppable
 _STYLE = {"start": "cyan", "progress": "dim", "done": "green", "failed": "bold red", "skip": "dim"}
 
 
@@ -42,8 +39,16 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     d.set_defaults(fn=_cmd_diff)
 
 
+@functools.cache
+def _console():
+    """stderr, never wrapped (error lines stay greppable); rich is imported only by commands that print."""
+    from rich.console import Console
+
+    return Console(stderr=True, soft_wrap=True)
+
+
 def _event(what: str, message: str) -> None:
-    console.print(f"[{_STYLE.get(what, '')}]{what:>8}[/] {message}")
+    _console().print(f"[{_STYLE.get(what, '')}]{what:>8}[/] {message}")
 
 
 class _LiveTable:
@@ -54,7 +59,7 @@ class _LiveTable:
         from rich.live import Live
 
         self.wd, self.activity = wd, ""
-        self.live = Live(self._render(), console=console, refresh_per_second=4, transient=True)
+        self.live = Live(self._render(), console=_console(), refresh_per_second=4, transient=True)
 
     def _render(self):
         from rich.console import Group
@@ -91,25 +96,25 @@ def _cmd_run(args: argparse.Namespace) -> int:
     try:
         docs = ours(load(args.file))
         wd = Workdir(args.workdir)
-        live = _LiveTable(wd) if console.is_terminal else None
+        live = _LiveTable(wd) if _console().is_terminal else None
         with live or _nothing():
             result = run(docs, wd, storage=args.storage, parallel=args.parallel, on_event=live or _event,
                          only=set(args.only) if args.only else None)
     except (ManifestError, RunError) as e:
-        console.print(f"[bold red]error:[/] {e}")
+        _console().print(f"[bold red]error:[/] {e}")
         return 2
     except KeyboardInterrupt:
-        console.print("[yellow]interrupted:[/] finished steps are kept; run the same command again to resume")
+        _console().print("[yellow]interrupted:[/] finished steps are kept; run the same command again to resume")
         return 130
     _print_table(wd)
     if not args.no_report:
         from .report import write_report
 
         path = write_report(wd)
-        console.print(f"report: {path}")
+        _console().print(f"report: {path}")
     if result.failed:
         for f in result.failed:
-            console.print(f"[bold red]failed:[/] {f}")
+            _console().print(f"[bold red]failed:[/] {f}")
         return 1
     return 0
 
@@ -121,10 +126,14 @@ def _nothing():
 
 
 def _print_table(wd: Workdir) -> None:
+    from rich.console import Console
+
     Console().print(_table(wd))
 
 
-def _table(wd: Workdir) -> Table:
+def _table(wd: Workdir):
+    from rich.table import Table
+
     from .runner import status_rows
 
     t = Table(title=f"vlmops ({wd.root})")
@@ -139,7 +148,7 @@ def _table(wd: Workdir) -> Table:
 def _cmd_status(args: argparse.Namespace) -> int:
     wd = Workdir(args.workdir)
     if not wd.crs():
-        console.print(f"no CRs recorded in {wd.root}")
+        _console().print(f"no CRs recorded in {wd.root}")
         return 1
     _print_table(wd)
     return 0
@@ -154,10 +163,10 @@ def _cmd_lineage(args: argparse.Namespace) -> int:
     try:
         root = lineage.chain(wd.crs(), args.name)
     except KeyError:
-        console.print(f"[bold red]error:[/] no CR named {args.name!r} in {wd.root}")
+        _console().print(f"[bold red]error:[/] no CR named {args.name!r} in {wd.root}")
         return 2
     except ValueError as e:
-        console.print(f"[bold red]error:[/] {e}")
+        _console().print(f"[bold red]error:[/] {e}")
         return 2
     problems: list[str] = []
     doc = root.to_json()
@@ -184,12 +193,12 @@ def _cmd_diff(args: argparse.Namespace) -> int:
     a_crs = {c["metadata"]["name"]: c for c in a_wd.crs()}
     b_crs = {c["metadata"]["name"]: c for c in b_wd.crs()}
     if len(args.names) > 2 or (not args.names and not args.workdir_b):
-        console.print("[bold red]error:[/] diff: give CR A [CR B], or --workdir-b to compare every CR of two runs")
+        _console().print("[bold red]error:[/] diff: give CR A [CR B], or --workdir-b to compare every CR of two runs")
         return 2
     pairs = [(args.names[0], args.names[-1])] if args.names else [(n, n) for n in sorted(set(a_crs) | set(b_crs))]
     for a, b in pairs:
         if a not in a_crs and b not in b_crs:
-            console.print(f"[bold red]error:[/] no CR named {a!r} in {a_wd.root} nor {b!r} in {b_wd.root}")
+            _console().print(f"[bold red]error:[/] no CR named {a!r} in {a_wd.root} nor {b!r} in {b_wd.root}")
             return 2
     report = {f"{a}" if a == b else f"{a} vs {b}": lineage.diff(lineage.manifest_of(a_crs.get(a)),
                                                                lineage.manifest_of(b_crs.get(b)))
