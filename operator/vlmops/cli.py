@@ -213,10 +213,8 @@ def _config_args(p: argparse.ArgumentParser, what: str) -> None:
                    help="the chart whose values.yaml values files apply over (default: %(default)s)")
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:2] == ["eval", "compare"]:  # every flag (--help too) belongs to the job's compare step
-        return _eval_compare(argv[2:])
+def parser() -> argparse.ArgumentParser:
+    """Every command and its flags (nothing is imported for a command until it runs)."""
     p = argparse.ArgumentParser(prog="vlmops", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
 
@@ -243,7 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     o.add_argument("--all-namespaces", action="store_true")
     o.add_argument("--metrics-port", type=int, default=9090)
     o.add_argument("--health-port", type=int, default=8080)
-    o.add_argument("--config", default="/etc/vlmops/config.yaml")
+    o.add_argument("--config", default="/etc/vlmops/config.yaml",
+                   help="the operator's config file (the chart's ConfigMap); absent: built-in defaults")
     o.add_argument("--watch-timeout", type=float, default=None, help=argparse.SUPPRESS)
     o.add_argument("--resync-interval", type=float, default=60.0,
                    help="seconds between reconciles of every CR that is not done (no writes when unchanged)")
@@ -263,7 +262,14 @@ def main(argv: list[str] | None = None) -> int:
     from .local import cli as local_cli  # the local runner: vlmops run / status / lineage
 
     local_cli.add_commands(sub)
+    return p
 
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["eval", "compare"]:  # every flag (--help too) belongs to the job's compare step
+        return _eval_compare(argv[2:])
+    p = parser()
     args = p.parse_args(argv)
     if args.cmd == "operator" and not args.namespace and not args.all_namespaces:
         p.error("operator: give --namespace NS (repeatable) or --all-namespaces")
