@@ -3,6 +3,7 @@ shard throughput vs search alone, and the IVF recall/speed trade-off.
 
     OMP_NUM_THREADS=1 python benchmarks/retrieval/bench_retrieval.py [--queries 8192] [--concepts 50000] [--dim 512]
 
+The CPU benchmark (the CLI runs with --device cpu); benchmarks/gpu_retrieval.sh is the GPU one.
 Targets (product.md / issue 3): exact retrieval >= 70% of one-core BLAS peak; end-to-end shard
 (read + search + write, `python -m vlmops_jobs.balance retrieve`) >= 60% of the search alone.
 The last line is one JSON object with every ratio.
@@ -121,7 +122,7 @@ def end_to_end(a, concepts: np.ndarray, queries: np.ndarray, t_flat: float) -> f
             t0 = CLOCK()
             with contextlib.redirect_stdout(buf_out), contextlib.redirect_stderr(buf_err):
                 rc = JOB.run(["retrieve", "--source", src, "--concepts", con, "--top-k", str(k),
-                              "--shard", "0", "--shards", "1", "--output", out])
+                              "--shard", "0", "--shards", "1", "--output", out, "--device", "cpu"])
             e2e.append(CLOCK() - t0)
             assert rc == 0, buf_err.getvalue()
         res = parse_result(buf_out.getvalue())

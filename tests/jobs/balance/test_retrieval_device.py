@@ -202,3 +202,18 @@ def test_the_data_image_installs_faiss_gpu_instead_of_faiss_cpu_in_its_gpu_varia
     for lib in ("nvidia-cuda-runtime-cu12", "nvidia-cublas-cu12", "nvidia-curand-cu12"):
         assert [x for x in gpu if x.startswith(f"{lib}==")], lib
     assert "faiss-cpu==" not in (tmp_path / "gpu" / "constraints.txt").read_text()
+
+
+def test_the_gpu_benchmark_runs_in_smoke_mode_and_refuses_a_full_run_without_a_gpu():
+    """benchmarks/gpu_retrieval.py on a CPU: --smoke runs every step (the CPU index standing in for the
+    GPU one) and passes; a full run says why it cannot run and exits 2."""
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": "jobs:operator", "OMP_NUM_THREADS": "1"}
+    script = str(ROOT / "benchmarks" / "gpu_retrieval.py")
+    r = subprocess.run([sys.executable, script, "--smoke"], cwd=ROOT, env=env, capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    summary = json.loads(r.stdout.strip().splitlines()[-1])
+    assert summary["pass"] and summary["equality"]["float32"]["rawTopK"]["rows"] == 256
+    assert summary["gpu"]["float16"]["queriesPerSecond"] > 0 and summary["gpu"]["float32"]["vsPeak"] > 0
+    r = subprocess.run([sys.executable, script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "no GPU search here" in json.loads(r.stdout.strip().splitlines()[-1])["error"]
