@@ -1,8 +1,25 @@
-"""Reading a child's state: batch/v1 Job and kubeflow.org/v1 PyTorchJob. Pure functions."""
+"""The child kinds the operator creates (batch/v1 Job, kubeflow.org/v1 PyTorchJob, Trainer v2 TrainJob):
+where they live in the API and how to read their state. Pure functions."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+
+# kind -> (group, version, plural)
+CHILD_APIS = {"Job": ("batch", "v1", "jobs"), "PyTorchJob": ("kubeflow.org", "v1", "pytorchjobs"),
+              "TrainJob": ("trainer.kubeflow.org", "v1alpha1", "trainjobs")}
+# Where a finished child's time-to-live goes (a merge patch). A TrainJob has no such field (Trainer
+# v2.3): it is kept, and its pods follow the runtime's JobSet.
+TTL_PATCH = {"Job": lambda s: {"spec": {"ttlSecondsAfterFinished": s}},
+             "PyTorchJob": lambda s: {"spec": {"runPolicy": {"ttlSecondsAfterFinished": s}}}}
+
+
+def ttl_of(child: dict[str, Any]) -> int | None:
+    spec = child.get("spec") or {}
+    if child.get("kind") == "PyTorchJob":
+        return (spec.get("runPolicy") or {}).get("ttlSecondsAfterFinished")
+    return spec.get("ttlSecondsAfterFinished")
+
 
 # A PyTorchJob can carry several True conditions at once; the most decisive one wins.
 PYTORCHJOB_PRECEDENCE = ["Failed", "Succeeded", "Suspended", "Restarting", "Running", "Created"]
@@ -45,5 +62,20 @@ def pytorchjob_state(pj: dict[str, Any]) -> ChildState:
     return ChildState("Pending", "Created", "")
 
 
+def trainjob_state(tj: dict[str, Any]) -> ChildState:
+    """A TrainJob's metav1 conditions (Complete / Failed / Suspended), else its JobSet's jobs."""
+    st = tj.get("status") or {}
+    true = {c["type"]: c for c in st.get("conditions") or [] if c.get("status") == "True"}
+    for t, phase in (("Failed", "Failed"), ("Complete", "Succeeded"), ("Suspended", "Suspended")):
+        if t in true:
+            return ChildState(phase, true[t].get("reason", t), true[t].get("message", ""))
+    if any((j.get("active") or 0) + (j.get("succeeded") or 0) for j in st.get("jobsStatus") or []):
+        return ChildState("Running", "Running", "")
+    return ChildState("Pending", "Created", "")
+
+
+_STATES = {"PyTorchJob": pytorchjob_state, "TrainJob": trainjob_state}
+
+
 def state(child: dict[str, Any]) -> ChildState:
-    return pytorchjob_state(child) if child.get("kind") == "PyTorchJob" else job_state(child)
+    return _STATES.get(child.get("kind"), job_state)(child)

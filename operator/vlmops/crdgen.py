@@ -60,6 +60,10 @@ def _convert(node: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
             else:
                 merged[k] = v
         node = merged
+    if node.get("x-vlmops-scalar"):
+        # a string/number/boolean value (api/common.py Scalar): untyped in the schema, a CEL rule on
+        # the enclosing object admits only scalars
+        return {"x-kubernetes-preserve-unknown-fields": True}
     for combo in ("anyOf", "oneOf"):
         if combo in node:
             options = [o for o in node.pop(combo) if o.get("type") != "null"]

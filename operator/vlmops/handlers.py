@@ -3,7 +3,7 @@
 The decisions live in the reconciler; here: per-object locks, finding dependents, timers.
 - each kind: on.create / on.resume / on.update(spec) reconcile the object itself (retried after
   `retry_backoff` when they fail), and a resync timer reconciles every CR not done yet;
-- child Jobs / PyTorchJobs (our labels): any event, deletion included, reconciles the parent;
+- child Jobs / PyTorchJobs / TrainJobs (our labels): any event, deletion included, reconciles the parent;
 - each kind's events reconcile the CRs that reference it (so a pipeline applied at once
   starts each step as soon as its input turns Ready).
 Handlers return None: kopf stores nothing of ours in status; progress/diff-base live in
@@ -165,6 +165,9 @@ def register(op: Operator, registry: kopf.OperatorRegistry | None = None) -> kop
 
     kopf.on.event("batch", "v1", "jobs", labels=_MANAGED, id="child-job", registry=registry)(child_changed)
     kopf.on.event("kubeflow.org", "v1", "pytorchjobs", labels=_MANAGED, id="child-pytorchjob",
+                  registry=registry)(child_changed)
+    # (without the Trainer v2 CRDs installed, kopf only logs that trainjobs cannot be watched yet)
+    kopf.on.event("trainer.kubeflow.org", "v1alpha1", "trainjobs", labels=_MANAGED, id="child-trainjob",
                   registry=registry)(child_changed)
     return registry
 

@@ -14,11 +14,10 @@ from kubernetes.client.rest import ApiException
 
 from vlmops_contract.api import GROUP, VERSION
 
+from .childstate import CHILD_APIS as _CHILD_API, TTL_PATCH
 from .kinds import KINDS
 from .kubeapi import CreateRefused
 from .metrics import API_WRITES
-
-_CHILD_API = {"Job": ("batch", "v1", "jobs"), "PyTorchJob": ("kubeflow.org", "v1", "pytorchjobs")}
 
 
 def _perms(api_group: str, resource: str, verbs: tuple[str, ...], why: str, scope: str = "ns") -> list[dict[str, Any]]:
@@ -38,9 +37,13 @@ REQUIRED_PERMISSIONS: list[dict[str, Any]] = [
         # blockOwnerDeletion: true (ours do), or every child create is refused.
         + _perms(GROUP, f"{k.plural}/finalizers", ("update",), "children's ownerReferences block owner deletion"))],
     *_perms("batch", "jobs", ("get", "list", "watch", "create", "patch", "delete"),
-            "children: create-if-absent, adoption (ownerReferences), kopf watch, stopping an older generation"),
+            "children: create-if-absent, adoption (ownerReferences), kopf watch, stopping an older generation, TTL "
+            "once the result is in status"),
     *_perms("kubeflow.org", "pytorchjobs", ("get", "list", "watch", "create", "patch", "delete"),
-            "training children: create-if-absent, adoption, kopf watch, stopping an older generation"),
+            "training children: create-if-absent, adoption, kopf watch, stopping an older generation, TTL"),
+    *_perms("trainer.kubeflow.org", "trainjobs", ("get", "list", "watch", "create", "patch", "delete"),
+            "training children (runtime TrainJob): create-if-absent, adoption, kopf watch, stopping an older "
+            "generation"),
     *_perms("", "pods", ("list",), "job results from terminated containers' termination messages"),
     *_perms("", "events", ("create",), "Kubernetes Events on transitions"),
     *_perms("", "namespaces", ("list", "watch"), "kopf: namespace observation", scope="cluster"),
@@ -133,6 +136,15 @@ class Kube:
             self.batch.patch_namespaced_job(name, ns, body, **self._raw)
         else:
             self.custom.patch_namespaced_custom_object(group, version, ns, plural, name, body, **self._raw)
+
+    def expire_child(self, kind: str, namespace: str, name: str, seconds: int) -> None:
+        group, version, plural = _CHILD_API[kind]
+        API_WRITES.labels(verb="patch", resource=plural).inc()
+        body = TTL_PATCH[kind](seconds)
+        if kind == "Job":
+            self.batch.patch_namespaced_job(name, namespace, body, **self._raw)
+        else:
+            self.custom.patch_namespaced_custom_object(group, version, namespace, plural, name, body, **self._raw)
 
     def delete_child(self, kind: str, namespace: str, name: str) -> None:
         group, version, plural = _CHILD_API[kind]

@@ -31,6 +31,9 @@ class KubeAPI(Protocol):
 
     def adopt_child(self, child: Obj, owner_refs: list[Obj]) -> None: ...
 
+    def expire_child(self, kind: str, namespace: str, name: str, seconds: int) -> None:
+        """Give a finished child a time-to-live (ttlSecondsAfterFinished): its controller deletes it."""
+
     def delete_child(self, kind: str, namespace: str, name: str) -> None:
         """Delete it and its pods (the child remains, being deleted, until they are gone); an absent
         child is not an error."""

@@ -9,8 +9,12 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 from urllib.parse import urlsplit
 
-# spec.pod / spec fields a policy may forbid, by their wire names
-OVERRIDES = ("serviceAccountName", "env", "tolerations", "nodeSelector", "storage")
+# spec.pod / spec fields a policy may forbid, by their wire names ("scheduling" and "storage" are spec
+# fields; "hostPath": volumes of that type, beyond "volumes")
+POD_OVERRIDES = ("serviceAccountName", "env", "tolerations", "nodeSelector", "labels", "annotations", "volumes",
+                 "volumeMounts", "affinity", "hostNetwork", "securityContext", "shmSize")
+SPEC_OVERRIDES = ("storage", "scheduling")
+OVERRIDES = (*POD_OVERRIDES, *SPEC_OVERRIDES, "hostPath")
 OBJECT_STORES = ("s3", "s3a", "gs", "gcs", "az", "abfs")  # what the operator itself may read
 
 
@@ -54,10 +58,15 @@ class Policy:
 
     def _override_problems(self, spec: dict[str, Any]) -> Iterator[str]:
         pod = spec.get("pod") or {}
-        for name in OVERRIDES:
-            value, path = (spec.get(name), f"spec.{name}") if name == "storage" else (pod.get(name), f"spec.pod.{name}")
+        for name in (*POD_OVERRIDES, *SPEC_OVERRIDES):
+            value, path = (spec.get(name), f"spec.{name}") if name in SPEC_OVERRIDES else (pod.get(name), f"spec.pod.{name}")
             if value not in (None, {}, []) and name not in self.allowed_overrides:
                 yield f"{path}: not allowed on this cluster (chart value policy.allowOverrides)"
+        if "hostPath" not in self.allowed_overrides:
+            for i, volume in enumerate(pod.get("volumes") or []):
+                if isinstance(volume, dict) and "hostPath" in volume:
+                    yield (f"spec.pod.volumes[{i}].hostPath: node directories are not allowed on this cluster "
+                           "(chart value policy.allowOverrides: hostPath)")
 
     def _location_problems(self, spec: dict[str, Any]) -> Iterator[str]:
         from .builders.uris import locations  # (builders' context holds a Policy: imported late)

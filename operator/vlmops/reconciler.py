@@ -45,6 +45,7 @@ class Snapshot:
     plan: Plan | None = None
     children: dict[str, dict[str, Any] | None] = field(default_factory=dict)  # name -> object; None: absent
     pods: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # step -> its pods
+    ttl: int | None = None  # ttlSecondsAfterFinished for succeeded children (chart jobs.ttlSecondsAfterFinished)
 
     @property
     def old_status(self) -> dict[str, Any]:
@@ -61,6 +62,7 @@ class Decision:
     status: dict[str, Any]
     create: list[Step] = field(default_factory=list)
     delete: list[tuple[str, str]] = field(default_factory=list)  # (kind, name) of older-generation children
+    expire: list[tuple[str, str]] = field(default_factory=list)  # (kind, name): results in status, give a TTL
     adopt: list[tuple[dict[str, Any], list[dict[str, Any]]]] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     newly_failed: list[str] = field(default_factory=list)  # kinds of children that just failed (metrics)
@@ -100,7 +102,7 @@ def observe(kube: KubeAPI, kind: Kind, namespace: str, name: str, ctx: BuildCont
     obj = kube.get_cr(kind.kind, namespace, name)
     if obj is None or obj["metadata"].get("deletionTimestamp"):
         return None
-    snap = Snapshot(obj=obj, at=conditions.now())
+    snap = Snapshot(obj=obj, at=conditions.now(), ttl=ctx.ttl_seconds_after_finished)
     if problem := name_problem(name):  # stored before the CRD had the rule
         snap.problem = problem
         return snap
@@ -236,6 +238,10 @@ def _walk_steps(snap: Snapshot, kind: Kind, d: Decision, state: "_StateSetter") 
             if was.get("phase") != "Succeeded":
                 results.copy_into(status, results.from_pods(snap.pods.get(step.name) or []), kind.result_keys)
                 _record_image(snap, kind, d, status, step.name)
+            elif snap.ttl is not None and step.kind in childstate.TTL_PATCH and \
+                    childstate.ttl_of(child) is None:
+                # its result was recorded by an earlier pass (status written): now it may go
+                d.expire.append((step.kind, step.child_name))
             continue
         status["children"] = children
         if st.phase == "Failed":
@@ -356,6 +362,9 @@ def act(kube: KubeAPI, snap: Snapshot, d: Decision) -> Outcome:
         log.info("deleted %s %s/%s (an older generation)", child_kind, meta["namespace"], name)
     for child, owner_refs in d.adopt:
         kube.adopt_child(child, owner_refs)
+    for child_kind, name in d.expire:
+        assert snap.ttl is not None
+        kube.expire_child(child_kind, meta["namespace"], name, snap.ttl)
     for child_kind in d.newly_failed:
         CHILD_FAILURES.labels(kind=child_kind).inc()
     if d.stamp:  # before the status patch: status.output.digest is the manifest as stored

@@ -40,6 +40,14 @@ class FakeKube:
         self.writes.append(("adopt", child["metadata"]["name"]))
         self.children[child["metadata"]["name"]]["metadata"]["ownerReferences"] = owner_refs
 
+    def expire_child(self, kind, namespace, name, seconds):
+        self.writes.append(("expire", name))
+        child = self.children[name]
+        if kind == "PyTorchJob":
+            child["spec"].setdefault("runPolicy", {})["ttlSecondsAfterFinished"] = seconds
+        else:
+            child["spec"]["ttlSecondsAfterFinished"] = seconds
+
     def delete_child(self, kind, namespace, name):
         self.writes.append(("delete", name))
         self.children.pop(name, None)
@@ -59,5 +67,7 @@ class FakeKube:
                               "exitCode": 0, "message": json.dumps({"vlmopsResult": result})}}}]}})
         if child["kind"] == "Job":
             child["status"] = {"conditions": [{"type": "Complete", "status": "True"}], "succeeded": 1}
+        elif child["kind"] == "TrainJob":
+            child["status"] = {"conditions": [{"type": "Complete", "status": "True", "reason": "JobsCompleted"}]}
         else:
             child["status"] = {"conditions": [{"type": "Succeeded", "status": "True"}]}

@@ -112,6 +112,9 @@ app.kubernetes.io/part-of: vlmops
 - apiGroups: ["kubeflow.org"]
   resources: ["pytorchjobs"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: ["trainer.kubeflow.org"]
+  resources: ["trainjobs"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["list"]
@@ -154,6 +157,10 @@ storage: null
 {{- end }}
 storagePrefix: {{ if .Values.jobs.storage.prefix }}{{ .Values.jobs.storage.prefix | quote }}{{ else }}null{{ end }}
 jobServiceAccount: {{ if .Values.jobs.serviceAccountName }}{{ .Values.jobs.serviceAccountName | quote }}{{ else }}null{{ end }}
+resources: {{ .Values.jobs.resources | toJson }}
+scheduling: {{ if .Values.jobs.scheduling }}{{ .Values.jobs.scheduling | toJson }}{{ else }}null{{ end }}
+ttlSecondsAfterFinished: {{ if kindIs "invalid" .Values.jobs.ttlSecondsAfterFinished }}null{{ else }}{{ .Values.jobs.ttlSecondsAfterFinished }}{{ end }}
+trainJobRuntime: {{ .Values.training.trainJob.runtimeName | quote }}
 {{- $p := .Values.policy }}
 {{- $storage := $p.extraStoragePrefixes }}
 {{- if .Values.jobs.storage.prefix }}{{ $storage = prepend $storage .Values.jobs.storage.prefix }}{{ end }}

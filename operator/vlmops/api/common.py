@@ -49,14 +49,60 @@ class Storage(Model):
     )
 
 
+# Scalar values of free-form maps (lmms-eval modelArgs): YAML authors write numbers and booleans.
+# The CRD keeps the value untyped and a CEL rule (api/eval_suite.py) admits only scalars.
+Scalar = Annotated[str | bool | int | float, Field(json_schema_extra={"x-vlmops-scalar": True})]
+
+# label/annotation keys the operator sets itself: a CR may not override them
+RESERVED_LABEL_PREFIXES = ("vlmops.dev/", "app.kubernetes.io/", "kueue.x-k8s.io/", "batch.kubernetes.io/",
+                           "training.kubeflow.org/", "trainer.kubeflow.org/", "jobset.sigs.k8s.io/")
+
+
 class PodOverrides(Model):
+    """The pod template overlay: merged into every pod the CR's children run (each field gated by the
+    chart's tenancy policy, `policy.allowOverrides`)."""
+
+    RULES = (
+        ("!has(self.labels) || self.labels.all(k, !['vlmops.dev/', 'app.kubernetes.io/', 'kueue.x-k8s.io/', "
+         "'batch.kubernetes.io/', 'training.kubeflow.org/', 'trainer.kubeflow.org/', 'jobset.sigs.k8s.io/']"
+         ".exists(p, k.startsWith(p)))",
+         "pod.labels: keys under vlmops.dev/, app.kubernetes.io/, kueue.x-k8s.io/ and the job controllers' "
+         "prefixes are set by the operator",
+         lambda s: not any(k.startswith(RESERVED_LABEL_PREFIXES) for k in (s.labels or {}))),
+        ("!has(self.volumeMounts) || self.volumeMounts.all(m, m.mountPath != '/dev/shm')",
+         "pod.volumeMounts: /dev/shm is sized by pod.shmSize",
+         lambda s: all(m.get("mountPath") != "/dev/shm" for m in s.volume_mounts or [])),
+    )
+
     image: str | None = Field(None, description="Container image override (the only one for PackedDataset, "
                               "whose spec.image is the image-token block).")
-    resources: KubeObject | None = None
+    resources: KubeObject | None = Field(None, description="Merged over the chart's default requests "
+                                         "(jobs.resources) and the kind's own (GPUs).")
     node_selector: dict[str, str] | None = None
     tolerations: list[KubeObject] | None = None
     service_account_name: str | None = None
     env: list[KubeObject] | None = None
+    labels: dict[str, str] | None = Field(None, description="Extra pod labels.")
+    annotations: dict[str, str] | None = Field(None, description="Extra pod annotations.")
+    volumes: list[KubeObject] | None = Field(None, description="Extra pod volumes (core/v1 Volume).")
+    volume_mounts: list[KubeObject] | None = Field(None, description="Mounted into the job container "
+                                                   "(core/v1 VolumeMount), e.g. a tokenizer or model directory.")
+    affinity: KubeObject | None = Field(None, description="core/v1 Affinity (e.g. topology for multi-node NCCL).")
+    host_network: bool | None = Field(None, description="Run on the node's network (RDMA / multi-node NCCL).")
+    security_context: KubeObject | None = Field(None, description="Merged over the pod's restricted default "
+                                                "securityContext (core/v1 PodSecurityContext).")
+    shm_size: str | None = Field(None, pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$",
+                                 description="Size limit of the memory-backed /dev/shm (e.g. 64Gi); data loaders "
+                                 "and NCCL need more than the container runtime's 64 MB.")
+
+
+class Scheduling(Model):
+    queue_name: str | None = Field(None, description="Kueue LocalQueue: the kueue.x-k8s.io/queue-name label on "
+                                   "every child (Kueue admits the suspended child when quota allows).")
+    priority_class_name: str | None = Field(None, description="PriorityClass of every pod (Kueue also orders "
+                                            "workloads by it).")
+    scheduler_name: str | None = Field(None, description="Pod scheduler, e.g. volcano (then queueName is also "
+                                       "the Volcano queue of a PyTorchJob).")
 
 
 class OutputSpec(Model):
@@ -118,6 +164,8 @@ class CommonSpec(Model):
     storage: Storage | None = None
     image: str | None = Field(None, description="Override the operator's default job image.")
     pod: PodOverrides | None = None
+    scheduling: Scheduling | None = Field(None, description="Queue, priority and scheduler of every child "
+                                          "(default: the chart's jobs.scheduling).")
 
     def container_image(self) -> str | None:
         if isinstance(self.image, str):

@@ -6,7 +6,7 @@ from typing import Literal
 from pydantic import Field
 
 from .kind import AGE, PHASE, KindAPI, column
-from .common import CommonSpec, CommonStatus, Model, OutputSpec
+from .common import CommonSpec, CommonStatus, Model, OutputSpec, Scalar
 from .rules import rule
 from .training_stage import ModelRef
 
@@ -15,10 +15,16 @@ VLLM_RESERVED = ("model", "tensor_parallel_size", "data_parallel_size")  # the j
 
 
 class LmmsEval(Model):
+    RULES = (
+        ("self.modelArgs.all(k, type(self.modelArgs[k]) in [string, int, uint, double, bool])",
+         "lmmsEval.modelArgs: values are strings, numbers or booleans",
+         lambda s: all(isinstance(v, (str, int, float, bool)) for v in s.model_args.values())),
+    )
     version: str = Field("0.7.3", pattern=r"^\d+\.\d+\.\d+$", description="Pinned lmms-eval version.")
     model: str | None = Field(None, description="lmms-eval model name (default: llava_onevision1_5 with backend hf, "
                               "vllm with backend vllm).")
-    model_args: dict[str, str] = Field(default_factory=dict)
+    model_args: dict[str, Scalar] = Field(default_factory=dict, description=(
+        "lmms-eval --model_args (strings, numbers, booleans; rendered key=value as lmms-eval parses them)."))
     tasks: list[str] = Field(..., min_length=1)
     batch_size: int = Field(1, ge=1)
     limit: int | None = Field(None, ge=1)

@@ -126,12 +126,6 @@ class Parallelism(Model):
     recompute: Literal["none", "selective", "full"] = "none"
 
 
-class Scheduling(Model):
-    queue_name: str | None = Field(None, description="Kueue LocalQueue (kueue.x-k8s.io/queue-name label).")
-    priority_class_name: str | None = None
-    scheduler_name: str | None = Field(None, description="e.g. volcano")
-
-
 class CheckpointSpec(Model):
     uri: str = Field(..., min_length=1)
     interval_steps: int = Field(1000, ge=1)
@@ -144,9 +138,24 @@ def _stage_cel_rules():
     return tuple(rule(cel, msg, lambda s: True) for cel, msg in cel_rules())
 
 
+# A TrainJob's pods come from the ClusterTrainingRuntime; a TrainJob can patch only some pod fields
+# (Trainer v2.3 runtimePatches): the rest is refused at admission rather than silently dropped.
+_TRAINJOB_RULES = (
+    rule("self.runtime != 'TrainJob' || !has(self.scheduling) || (!has(self.scheduling.priorityClassName) "
+         "&& !has(self.scheduling.schedulerName))",
+         "scheduling: with runtime TrainJob the pod priority and scheduler come from the ClusterTrainingRuntime "
+         "(chart values training.trainJob.*); use runtime PyTorchJob to set them per stage",
+         lambda s: s.runtime != "TrainJob" or s.scheduling is None
+         or (s.scheduling.priority_class_name is None and s.scheduling.scheduler_name is None)),
+    rule("self.runtime != 'TrainJob' || !has(self.pod) || !has(self.pod.hostNetwork)",
+         "pod.hostNetwork: with runtime TrainJob the ClusterTrainingRuntime decides (chart value "
+         "training.trainJob.hostNetwork)",
+         lambda s: s.runtime != "TrainJob" or s.pod is None or s.pod.host_network is None),
+)
+
 # CEL text and messages come from the trainer's own checks (vlmops_contract.stage_checks): the
 # pydantic side runs those checks themselves (`_rules` below), so admission == the job's start.
-_STAGE_RULES = _stage_cel_rules()
+_STAGE_RULES = _stage_cel_rules() + _TRAINJOB_RULES
 
 
 class VLMTrainingStageSpec(CommonSpec):
@@ -165,7 +174,9 @@ class VLMTrainingStageSpec(CommonSpec):
     nodes: int = Field(1, ge=1)
     gpus_per_node: int = Field(8, ge=1)
     gpu_resource: str = "nvidia.com/gpu"
-    scheduling: Scheduling | None = None
+    runtime: Literal["PyTorchJob", "TrainJob"] = Field("PyTorchJob", description=(
+        "The child that runs torchrun: a Kubeflow Training Operator v1 PyTorchJob, or a Kubeflow Trainer v2 "
+        "TrainJob on the chart's ClusterTrainingRuntime (training.trainJob.runtimeName)."))
     checkpoint: CheckpointSpec
     output: OutputSpec | None = Field(None, description="Progress, HF export, manifest (default <checkpoint.uri>/output).")
 

@@ -21,9 +21,20 @@ from vlmops_contract.result import EXIT_BAD_INPUT
 from vlmops_contract.storage_env import CREDENTIAL_ENV, ENDPOINT_ENV, REGION_ENV
 
 from .. import __version__
-from ..api.common import Storage
+from ..api.common import PodOverrides, Scheduling, Storage
 from ..policy import Policy
 MAX_CHILD_NAME = 47  # leaves room for "-master-0"/"-<index>-<rand>" pod and service names (<= 63)
+
+
+# Default requests per job image (chart values jobs.resources): every pod asks for CPU and memory,
+# so schedulers and quotas (Kueue) see what it needs; a CR's spec.pod.resources is merged over them.
+DEFAULT_RESOURCES: dict[str, dict[str, Any]] = {
+    "data": {"requests": {"cpu": "2", "memory": "8Gi"}},
+    "train": {"requests": {"cpu": "16", "memory": "128Gi"}},
+    "eval": {"requests": {"cpu": "4", "memory": "32Gi"}},
+    "evalVllm": {"requests": {"cpu": "8", "memory": "64Gi"}},
+}
+TRAINJOB_RUNTIME = "vlmops-torch"  # the ClusterTrainingRuntime the chart ships (training.trainJob.runtimeName)
 
 
 @dataclass(frozen=True)
@@ -41,6 +52,11 @@ class BuildContext:
     service_account: str | None = None
     image_pull_policy: str = "IfNotPresent"
     policy: Policy = field(default_factory=Policy)  # what CR authors may ask for (checked before building)
+    resources: dict[str, dict[str, Any]] = field(default_factory=lambda: dict(DEFAULT_RESOURCES))
+    scheduling: Scheduling | None = None  # defaults for every CR's spec.scheduling (per field)
+    # a succeeded child is deleted this long after its result is in the CR's status (None: kept)
+    ttl_seconds_after_finished: int | None = 86400
+    train_job_runtime: str = TRAINJOB_RUNTIME
 
 
 @dataclass
@@ -73,9 +89,34 @@ class Plan:
 
 
 def to_dict(model: Any) -> dict[str, Any]:
-    from kubeflow.training import ApiClient
+    """A kubernetes-client model as the API server expects it (camelCase, no nulls)."""
+    return k8s.ApiClient().sanitize_for_serialization(model)
 
-    return ApiClient().sanitize_for_serialization(model)
+
+QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+
+
+def scheduling(spec: Any, ctx: BuildContext) -> Scheduling:
+    """The CR's spec.scheduling over the chart's defaults, field by field."""
+    own = spec.scheduling or Scheduling()
+    default = ctx.scheduling or Scheduling()
+    return Scheduling(queue_name=own.queue_name or default.queue_name,
+                      priority_class_name=own.priority_class_name or default.priority_class_name,
+                      scheduler_name=own.scheduler_name or default.scheduler_name)
+
+
+def queue_labels(sched: Scheduling) -> dict[str, str]:
+    """What Kueue's Job / PyTorchJob / TrainJob integrations read: the LocalQueue label on the workload."""
+    return {QUEUE_LABEL: sched.queue_name} if sched.queue_name else {}
+
+
+def container_resources(ctx: BuildContext, image_key: str, own: dict[str, Any] | None, pod: PodOverrides | None
+              ) -> dict[str, Any]:
+    """Requests/limits of a job container: chart defaults, then the kind's own (GPUs), then spec.pod."""
+    out = _merge(ctx.resources.get(image_key) or {}, own or {})
+    if pod and pod.resources:
+        out = _merge(out, pod.resources)
+    return out
 
 
 def child_name(cr_name: str, step: str, generation: int) -> str:
@@ -171,24 +212,54 @@ def pod_spec(containers: list[k8s.V1Container], **kw: Any) -> k8s.V1PodSpec:
     )
 
 
-def apply_pod_overrides(pod_spec: dict[str, Any], overrides: Any, ctx: BuildContext) -> dict[str, Any]:
-    """Merge `spec.pod` (user-supplied dicts) into a serialized pod spec."""
+SHM_VOLUME = "dshm"
+
+
+def apply_pod_overrides(template: dict[str, Any], overrides: PodOverrides | None, ctx: BuildContext,
+                        shm: bool = False) -> dict[str, Any]:
+    """Merge the CR's pod overlay (`spec.pod`, user-supplied dicts) into a serialized pod template
+    (metadata + spec). Every container gets the env and volume mounts; resources are set by the
+    builders (`resources`). `shm`: the pod always gets a memory-backed /dev/shm (training)."""
+    spec, meta = template["spec"], template.setdefault("metadata", {})
     sa = (overrides.service_account_name if overrides else None) or ctx.service_account
     if sa:
-        pod_spec["serviceAccountName"] = sa
-    if not overrides:
-        return pod_spec
-    if overrides.node_selector:
-        pod_spec["nodeSelector"] = {**pod_spec.get("nodeSelector", {}), **overrides.node_selector}
-    if overrides.tolerations:
-        pod_spec["tolerations"] = list(pod_spec.get("tolerations", [])) + list(overrides.tolerations)
-    for c in pod_spec["containers"]:
-        if overrides.resources:
-            c["resources"] = _merge(c.get("resources", {}), overrides.resources)
-        if overrides.env:
-            names = {e["name"] for e in overrides.env}
-            c["env"] = [e for e in c.get("env", []) if e["name"] not in names] + list(overrides.env)
-    return pod_spec
+        spec["serviceAccountName"] = sa
+    o = overrides or PodOverrides()
+    if shm or o.shm_size:
+        empty_dir: dict[str, Any] = {"medium": "Memory"}
+        if o.shm_size:
+            empty_dir["sizeLimit"] = o.shm_size
+        spec["volumes"] = [v for v in spec.get("volumes") or [] if v["name"] != SHM_VOLUME] + [
+            {"emptyDir": empty_dir, "name": SHM_VOLUME}]
+        for c in spec["containers"]:
+            c["volumeMounts"] = [m for m in c.get("volumeMounts") or [] if m["name"] != SHM_VOLUME] + [
+                {"mountPath": "/dev/shm", "name": SHM_VOLUME}]
+    if overrides is None:
+        return template
+    if o.labels:
+        meta["labels"] = {**o.labels, **(meta.get("labels") or {})}  # ours win (reserved keys refused anyway)
+    if o.annotations:
+        meta["annotations"] = {**(meta.get("annotations") or {}), **o.annotations}
+    if o.node_selector:
+        spec["nodeSelector"] = {**spec.get("nodeSelector", {}), **o.node_selector}
+    if o.tolerations:
+        spec["tolerations"] = list(spec.get("tolerations", [])) + list(o.tolerations)
+    if o.affinity:
+        spec["affinity"] = o.affinity
+    if o.host_network:
+        spec["hostNetwork"] = True
+        spec["dnsPolicy"] = "ClusterFirstWithHostNet"  # keeps cluster DNS (the master's Service name)
+    if o.security_context:
+        spec["securityContext"] = _merge(spec.get("securityContext") or {}, o.security_context)
+    if o.volumes:
+        spec["volumes"] = list(spec.get("volumes") or []) + list(o.volumes)
+    for c in spec["containers"]:
+        if o.env:
+            names = {e["name"] for e in o.env}
+            c["env"] = [e for e in c.get("env", []) if e["name"] not in names] + list(o.env)
+        if o.volume_mounts:
+            c["volumeMounts"] = list(c.get("volumeMounts") or []) + list(o.volume_mounts)
+    return template
 
 
 def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
@@ -201,12 +272,16 @@ def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 def job(cr: dict[str, Any], spec: Any, step: str, command: list[str], ctx: BuildContext, *, image_key: str = "data",
         completions: int | None = None, backoff_limit: int = 3, resources: dict[str, Any] | None = None,
         extra_env: list[k8s.V1EnvVar] | None = None) -> dict[str, Any]:
-    """A batch/v1 Job; `completions` > 0 makes it an Indexed Job (one pod per shard)."""
+    """A batch/v1 Job; `completions` > 0 makes it an Indexed Job (one pod per shard). Queued (Kueue):
+    created suspended with the queue label, Kueue unsuspends it once admitted."""
     image = spec.container_image() or ctx.images[image_key]
     env = storage_env(spec.storage, ctx) + list(extra_env or [])
     meta = metadata(cr, step)
+    sched = scheduling(spec, ctx)
+    meta.labels.update(queue_labels(sched))
     pod_labels = dict(meta.labels)
     indexed = completions is not None
+    main = container("main", image, command, env, ctx, container_resources(ctx, image_key, resources, spec.pod))
     body = k8s.V1Job(
         api_version="batch/v1",
         kind="Job",
@@ -218,6 +293,7 @@ def job(cr: dict[str, Any], spec: Any, step: str, command: list[str], ctx: Build
             backoff_limit=None if indexed else backoff_limit,
             backoff_limit_per_index=backoff_limit if indexed else None,
             max_failed_indexes=0 if indexed else None,
+            suspend=True if sched.queue_name else None,
             pod_failure_policy=k8s.V1PodFailurePolicy(rules=[k8s.V1PodFailurePolicyRule(
                 action="FailJob",
                 on_exit_codes=k8s.V1PodFailurePolicyOnExitCodesRequirement(
@@ -225,12 +301,13 @@ def job(cr: dict[str, Any], spec: Any, step: str, command: list[str], ctx: Build
             )]),
             template=k8s.V1PodTemplateSpec(
                 metadata=k8s.V1ObjectMeta(labels=pod_labels),
-                spec=pod_spec([container("main", image, command, env, ctx, resources)], restart_policy="Never"),
+                spec=pod_spec([main], restart_policy="Never", priority_class_name=sched.priority_class_name,
+                              scheduler_name=sched.scheduler_name),
             ),
         ),
     )
     out = to_dict(body)
-    apply_pod_overrides(out["spec"]["template"]["spec"], spec.pod, ctx)
+    apply_pod_overrides(out["spec"]["template"], spec.pod, ctx)
     return out
 
 

@@ -28,6 +28,11 @@ def model_uri(spec: EvalSuiteSpec, inputs: Inputs, waiting: list[str]) -> tuple[
     return ref.hugging_face, None  # an HF repo id: looked up in the local HF cache, never downloaded
 
 
+def model_arg(value: str | int | float | bool) -> str:
+    """A modelArgs value in the form lmms-eval's `key=value` parser reads back as the same type."""
+    return str(value)  # True/False, 3240000, 0.5 parse back to bool/int/float; strings stay as written
+
+
 def build(cr: dict[str, Any], spec: EvalSuiteSpec, inputs: Inputs, ctx: BuildContext) -> Plan:
     waiting: list[str] = []
     model, digest = model_uri(spec, inputs, waiting)
@@ -36,7 +41,7 @@ def build(cr: dict[str, Any], spec: EvalSuiteSpec, inputs: Inputs, ctx: BuildCon
     le = spec.lmms_eval
     args = py("evaluate", "run", *flag_args([
         ("--model-uri", model), ("--model-digest", digest), ("--lmms-eval-model", spec.lmms_eval_model()),
-        ("--model-args", ",".join(f"{k}={v}" for k, v in sorted(le.model_args.items())) or None),
+        ("--model-args", ",".join(f"{k}={model_arg(v)}" for k, v in sorted(le.model_args.items())) or None),
         ("--tasks", le.tasks), ("--batch-size", le.batch_size), ("--limit", le.limit),
         ("--include-path", le.include_path), ("--expected-version", le.version),
         ("--backend", spec.backend if spec.backend != "hf" else None),

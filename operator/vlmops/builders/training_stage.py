@@ -1,16 +1,16 @@
-"""VLMTrainingStage -> one Kubeflow PyTorchJob (Master + Workers, torchrun inside)."""
+"""VLMTrainingStage -> one Kubeflow PyTorchJob (Master + Workers) or Trainer v2 TrainJob, torchrun inside."""
 from __future__ import annotations
 
+import copy
 from typing import Any
 
-from kubeflow.training import models as kf
 from kubernetes import client as k8s
 from vlmops_contract.stage_checks import IMAGE_CELL
 
 from ..api import packed_dataset, training_stage
 from ..api.training_stage import VLMTrainingStageSpec
-from .common import (BuildContext, Plan, Step, apply_pod_overrides, container, flag_args, metadata, pod_spec,
-                     storage_env, to_dict)
+from .common import (BuildContext, Plan, Step, apply_pod_overrides, container, container_resources, flag_args,
+                     metadata, pod_spec, queue_labels, scheduling, storage_env, to_dict)
 from .inputs import Inputs, output_uri, resolve
 
 METRICS_PORT = 9400
@@ -91,51 +91,99 @@ def build(cr: dict[str, Any], spec: VLMTrainingStageSpec, inputs: Inputs, ctx: B
         return Plan(invalid=problems)
     data_uri = output_uri(pds)
     tokenizer = pds["spec"]["tokenizer"]
+    # torchrun reads each node's rank and the master's address from the PET_* variables that both the
+    # Training Operator and Trainer v2 set; nodes and ranks per node are the stage's.
     command = ["torchrun", "--nnodes", str(spec.nodes), "--nproc-per-node", str(spec.gpus_per_node),
                "-m", "vlmops_jobs.train", *train_args(spec, data_uri, tokenizer, init_from, init_identity)]
-    meta = metadata(cr, "train")
-    sched = spec.scheduling
-    if sched and sched.queue_name:
-        meta.labels["kueue.x-k8s.io/queue-name"] = sched.queue_name
+    manifest = (trainjob if spec.runtime == "TrainJob" else pytorchjob)(cr, spec, command, ctx)
+    return Plan(steps=[Step("train", manifest)], inputs={"data": data_uri, "tokenizer": tokenizer, "initFrom": init_from})
+
+
+def _env(spec: VLMTrainingStageSpec, ctx: BuildContext) -> list[k8s.V1EnvVar]:
+    return storage_env(spec.storage, ctx) + [k8s.V1EnvVar(name="OMP_NUM_THREADS", value="1")]
+
+
+def _resources(spec: VLMTrainingStageSpec, ctx: BuildContext) -> dict[str, Any]:
     gpu = {spec.gpu_resource: str(spec.gpus_per_node)}
-    env = storage_env(spec.storage, ctx) + [k8s.V1EnvVar(name="OMP_NUM_THREADS", value="1")]
+    return container_resources(ctx, "train", {"limits": gpu, "requests": gpu}, spec.pod)
 
-    def template() -> dict[str, Any]:
-        c = container(CONTAINER, spec.container_image() or ctx.images["train"], command, env, ctx,
-                      resources={"limits": gpu, "requests": gpu})
-        c.ports = [k8s.V1ContainerPort(name="metrics", container_port=METRICS_PORT)]
-        c.volume_mounts = [k8s.V1VolumeMount(name="dshm", mount_path="/dev/shm")]
-        pod = pod_spec(
-            [c],
-            scheduler_name=sched.scheduler_name if sched else None,
-            priority_class_name=sched.priority_class_name if sched else None,
-            volumes=[k8s.V1Volume(name="dshm", empty_dir=k8s.V1EmptyDirVolumeSource(medium="Memory"))],
-        )
-        t = to_dict(k8s.V1PodTemplateSpec(metadata=k8s.V1ObjectMeta(labels=dict(meta.labels)), spec=pod))
-        apply_pod_overrides(t["spec"], spec.pod, ctx)
-        return t
 
-    replicas = {"Master": kf.KubeflowOrgV1ReplicaSpec(replicas=1, restart_policy="OnFailure", template=template())}
+def pytorchjob(cr: dict[str, Any], spec: VLMTrainingStageSpec, command: list[str], ctx: BuildContext
+               ) -> dict[str, Any]:
+    """A kubeflow.org/v1 PyTorchJob: Master + (nodes - 1) Workers, one pod template.
+
+    Written as the plain object (its few envelope fields), not with kubeflow-training's client models:
+    importing those costs ~6 s, which `vlmops render` cannot afford; tests check every rendered
+    PyTorchJob against the pinned kubeflow-training 1.9.3 models and the pod templates with
+    kubernetes-validate."""
+    meta = metadata(cr, "train")
+    sched = scheduling(spec, ctx)
+    meta.labels.update(queue_labels(sched))
+    pod_labels = dict(meta.labels)
+    c = container(CONTAINER, spec.container_image() or ctx.images["train"], command, _env(spec, ctx), ctx,
+                  resources=_resources(spec, ctx))
+    c.ports = [k8s.V1ContainerPort(name="metrics", container_port=METRICS_PORT)]
+    pod = pod_spec([c], scheduler_name=sched.scheduler_name, priority_class_name=sched.priority_class_name)
+    template = to_dict(k8s.V1PodTemplateSpec(metadata=k8s.V1ObjectMeta(labels=pod_labels), spec=pod))
+    apply_pod_overrides(template, spec.pod, ctx, shm=True)
+
+    def replica(n: int) -> dict[str, Any]:
+        return {"replicas": n, "restartPolicy": "OnFailure", "template": copy.deepcopy(template)}
+
+    replicas = {"Master": replica(1)}
     if spec.nodes > 1:
-        replicas["Worker"] = kf.KubeflowOrgV1ReplicaSpec(
-            replicas=spec.nodes - 1, restart_policy="OnFailure", template=template())
-    body = kf.KubeflowOrgV1PyTorchJob(
-        api_version="kubeflow.org/v1",
-        kind="PyTorchJob",
-        metadata=meta,
-        spec=kf.KubeflowOrgV1PyTorchJobSpec(
-            nproc_per_node=str(spec.gpus_per_node),
-            pytorch_replica_specs=replicas,
-            run_policy=kf.KubeflowOrgV1RunPolicy(
-                backoff_limit=3,
-                clean_pod_policy="Running",
-                # Kueue admits suspended jobs; after creation only Kueue touches `suspend`.
-                suspend=True if sched and sched.queue_name else None,
-                scheduling_policy=kf.KubeflowOrgV1SchedulingPolicy(
-                    min_available=spec.nodes, queue=sched.queue_name if sched else None,
-                    priority_class=sched.priority_class_name if sched else None),
-            ),
-        ),
-    )
-    return Plan(steps=[Step("train", to_dict(body))],
-                inputs={"data": data_uri, "tokenizer": tokenizer, "initFrom": init_from})
+        replicas["Worker"] = replica(spec.nodes - 1)
+    # Gang scheduling (Volcano / scheduler-plugins) reads schedulingPolicy; its `queue` is Volcano's
+    # queue, so it is set only for Volcano (Kueue reads the queue-name label instead).
+    gang = {"minAvailable": spec.nodes, "priorityClass": sched.priority_class_name,
+            "queue": sched.queue_name if sched.scheduler_name == "volcano" else None}
+    run_policy = {"backoffLimit": 3, "cleanPodPolicy": "Running",
+                  "schedulingPolicy": {k: v for k, v in gang.items() if v is not None},
+                  # Kueue admits suspended jobs; after creation only Kueue touches `suspend`.
+                  "suspend": True if sched.queue_name else None}
+    return {"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob", "metadata": to_dict(meta),
+            "spec": {"nprocPerNode": str(spec.gpus_per_node), "pytorchReplicaSpecs": replicas,
+                     "runPolicy": {k: v for k, v in run_policy.items() if v is not None}}}
+
+
+TRAINJOB_NODE = "node"  # the replicated job and container of a Trainer v2 torch runtime
+PATCH_MANAGER = "vlmops.dev/operator"
+
+
+def trainjob(cr: dict[str, Any], spec: VLMTrainingStageSpec, command: list[str], ctx: BuildContext
+             ) -> dict[str, Any]:
+    """A trainer.kubeflow.org/v1alpha1 TrainJob on the chart's ClusterTrainingRuntime (which holds the
+    parts a TrainJob cannot patch: metrics port, pod priority, scheduler, host network).
+
+    The container's image, command, env and resources are the trainer's; our labels (how results are
+    found), the pod overlay and /dev/shm go in as a runtime patch of the `node` pods. Checked in tests
+    against the pinned kubeflow-trainer-api 2.3.0 models."""
+    meta = metadata(cr, "train")
+    sched = scheduling(spec, ctx)
+    meta.labels.update(queue_labels(sched))
+    pod_labels = dict(meta.labels)
+    # the same overlay as a PyTorchJob's pods, then cut to what a runtime patch may carry
+    template = {"metadata": {"labels": pod_labels}, "spec": {"containers": [{"name": TRAINJOB_NODE}]}}
+    apply_pod_overrides(template, spec.pod, ctx, shm=True)
+    pod, node = template["spec"], template["spec"]["containers"][0]
+    env = [to_dict(e) for e in _env(spec, ctx)] + [{"name": "VLMOPS_IMAGE", "value": spec.container_image()
+                                                   or ctx.images["train"]}]
+    names = {e["name"] for e in node.get("env") or []}
+    env = [e for e in env if e["name"] not in names] + list(node.get("env") or [])
+    container_patch = {"name": TRAINJOB_NODE, "volumeMounts": node.get("volumeMounts")}
+    pod_patch = {k: pod.get(k) for k in ("affinity", "nodeSelector", "securityContext", "serviceAccountName",
+                                          "tolerations", "volumes")}
+    pod_patch["containers"] = [{k: v for k, v in container_patch.items() if v}]
+    patch = {"manager": PATCH_MANAGER, "trainingRuntimeSpec": {"template": {"spec": {"replicatedJobs": [{
+        "name": TRAINJOB_NODE, "template": {"spec": {"template": {
+            "metadata": template["metadata"], "spec": {k: v for k, v in pod_patch.items() if v}}}}}]}}}}
+    trainer = {"image": spec.container_image() or ctx.images["train"], "command": command, "env": env,
+               "numNodes": spec.nodes, "numProcPerNode": spec.gpus_per_node,
+               "resourcesPerNode": _resources(spec, ctx)}
+    body: dict[str, Any] = {"runtimeRef": {"apiGroup": "trainer.kubeflow.org", "kind": "ClusterTrainingRuntime",
+                                           "name": ctx.train_job_runtime},
+                            "trainer": trainer, "runtimePatches": [patch]}
+    if sched.queue_name:
+        body["suspend"] = True  # Kueue admits it (its TrainJob integration reads the queue-name label)
+    return {"apiVersion": "trainer.kubeflow.org/v1alpha1", "kind": "TrainJob", "metadata": to_dict(meta),
+            "spec": body}

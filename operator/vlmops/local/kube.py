@@ -9,6 +9,7 @@ from vlmops_contract.labels import COMPLETION_INDEX_ANNOTATION, LABEL_STEP, pare
 from vlmops_contract.result import EXIT_BAD_INPUT
 
 from .. import childstate, mergepatch
+from ..childstate import TTL_PATCH
 from ..conditions import now
 from ..kinds import KINDS
 from .executor import PodRun, run_pods
@@ -62,6 +63,9 @@ class LocalKube:
         at = now()
         if child["kind"] == "Job":
             child["status"] = {"active": 1, "startTime": at}
+        elif child["kind"] == "TrainJob":
+            child["status"] = {"jobsStatus": [{"name": "node", "active": 1, "ready": 0, "succeeded": 0,
+                                               "failed": 0, "suspended": 0}]}
         else:
             child["status"] = {"startTime": at, "conditions": [
                 {"type": "Created", "status": "True", "reason": "PyTorchJobCreated", "lastTransitionTime": at},
@@ -105,16 +109,11 @@ class LocalKube:
             child["status"] = _job_status(runs, n, indexed)
             template_labels = spec["template"]["metadata"].get("labels") or {}
         else:
-            replicas = child["spec"]["pytorchReplicaSpecs"]
-            master = replicas["Master"]
-            container = master["template"]["spec"]["containers"][0]
-            nodes = sum(int(r.get("replicas") or 1) for r in replicas.values())
-            world = nodes * int(child["spec"].get("nprocPerNode") or 1)  # every node's ranks run here
+            container, world, template_labels = _launcher(child)  # every node's ranks run here
             self.on_event("start", f"{parent}: {step} (torchrun, {world} local ranks)")
             with _ProgressWatch(self._output_of(kind, cr_name), lambda msg: self.on_event("progress", f"{parent}: {msg}")):
                 runs = run_pods(container, [0], 1, log_dir, name, world_size=world)
-            child["status"] = _pytorchjob_status(runs[0])
-            template_labels = master["template"]["metadata"].get("labels") or {}
+            child["status"] = (_trainjob_status if child["kind"] == "TrainJob" else _pytorchjob_status)(runs[0])
         pods = [_pod(name, template_labels, r, container["name"]) for r in runs]
         write_json(self.wd.pods_path(name), pods)  # pods first: the parent reads results from them
         write_json(self.wd.child_path(child["kind"], name), child)
@@ -139,6 +138,13 @@ class LocalKube:
 
     def adopt_child(self, child: dict[str, Any], owner_refs: list[dict[str, Any]]) -> None:
         pass  # no garbage collector locally: ownership is implied by the workdir
+
+    def expire_child(self, kind: str, namespace: str, name: str, seconds: int) -> None:
+        # recorded like the API server would; no TTL controller runs locally, so the record stays
+        child = self.get_child(kind, namespace, name)
+        if child is not None:
+            child = mergepatch.apply(child, TTL_PATCH[kind](seconds))
+            write_json(self.wd.child_path(kind, name), child)
 
     def list_pods(self, namespace: str, selector: dict[str, str]) -> list[dict[str, Any]]:
         out = []
@@ -208,6 +214,36 @@ def _job_status(runs: list[PodRun], n: int, indexed: bool) -> dict[str, Any]:
         st["conditions"] = [{"type": "Complete", "status": "True", "reason": "Completed", "lastTransitionTime": at}]
         st["completionTime"] = at
     return st
+
+
+def _launcher(child: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
+    """(the torchrun container, world size, pod labels) of a PyTorchJob's Master or a TrainJob's trainer."""
+    spec = child["spec"]
+    if child["kind"] == "TrainJob":
+        t = spec["trainer"]
+        container = {"name": "node", "image": t["image"], "command": t["command"], "env": t.get("env") or []}
+        patch = spec["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"][0]
+        labels = patch["template"]["spec"]["template"]["metadata"].get("labels") or {}
+        return container, int(t.get("numNodes") or 1) * int(t.get("numProcPerNode") or 1), labels
+    replicas = spec["pytorchReplicaSpecs"]
+    master = replicas["Master"]
+    nodes = sum(int(r.get("replicas") or 1) for r in replicas.values())
+    return (master["template"]["spec"]["containers"][0], nodes * int(spec.get("nprocPerNode") or 1),
+            master["template"]["metadata"].get("labels") or {})
+
+
+def _trainjob_status(run: PodRun) -> dict[str, Any]:
+    at = now()
+    jobs = {"name": "node", "active": 0, "ready": 0, "succeeded": int(run.exit_code == 0),
+            "failed": int(run.exit_code != 0), "suspended": 0}
+    if run.exit_code == 0:
+        cond = {"type": "Complete", "status": "True", "reason": "JobsCompleted", "message": "",
+                "lastTransitionTime": at}
+    else:
+        msg = run.message.strip().splitlines()[-1] if run.message.strip() else f"exit code {run.exit_code}"
+        cond = {"type": "Failed", "status": "True", "reason": "TrainJobFailed", "message": msg[:2000],
+                "lastTransitionTime": at}
+    return {"conditions": [cond], "jobsStatus": [jobs]}
 
 
 def _pytorchjob_status(run: PodRun) -> dict[str, Any]:
