@@ -9,7 +9,7 @@ import pytest
 from chart_helpers import CHART, ROOT
 
 sys.path.insert(0, str(ROOT / "charts"))
-from sync_argocd import DONE, script  # noqa: E402
+from sync_argocd import DONE, other_scripts, script, scripts  # noqa: E402
 
 lupa = pytest.importorskip("lupa")
 
@@ -19,11 +19,15 @@ KINDS = {"BalancedCorpus": "Ready", "PackedDataset": "Ready", "VLMTrainingStage"
 AT = "2026-11-27T00:00:00Z"
 
 
-def health(kind: str, obj: dict) -> dict:
+def run(lua_text: str, obj: dict) -> dict:
     lua = lupa.LuaRuntime(unpack_returned_tuples=True)
     lua.globals().obj = lua.table_from(obj, recursive=True)
-    result = lua.execute(script(kind))
+    result = lua.execute(lua_text)
     return {"status": result["status"], "message": result["message"]}
+
+
+def health(kind: str, obj: dict) -> dict:
+    return run(script(kind), obj)
 
 
 def cr(kind: str, status: dict | None, generation: int = 1) -> dict:
@@ -104,6 +108,56 @@ def test_argocd_example_config_carries_the_scripts():
 
     cm = yaml.safe_load((ROOT / "examples" / "gitops" / "argocd" / "argocd-cm.yaml").read_text())
     data = cm["data"]
+    assert data == scripts()
     for kind in KINDS:
         key = f"resource.customizations.health.vlmops.dev_{kind}"
         assert data[key] == script(kind), key
+    for name, body in other_scripts().items():
+        assert data[f"resource.customizations.health.{name}"] == body == (HEALTH_DIR / f"{name}.lua").read_text()
+
+
+def test_every_lua_file_is_named_for_the_kind_it_checks():
+    """`<group>_<Kind>.lua` (Argo CD's key format), or the template every vlmops kind shares."""
+    for path in HEALTH_DIR.glob("*.lua"):
+        if path.name != "health.lua":
+            group, _, kind = path.stem.rpartition("_")
+            assert "." in group and kind[:1].isupper(), path.name
+            assert f"resource.customizations.health.{path.stem}" in path.read_text(), path.name
+
+
+# The app-of-apps (examples/gitops/argocd/root.yaml) waits between waves on its child Applications' health.
+APP = "argoproj.io_Application"
+
+
+def application(health: dict | None, sync: str | None = "Synced") -> dict:
+    status: dict = {}
+    if health is not None:
+        status["health"] = health
+    if sync is not None:
+        status["sync"] = {"status": sync}
+    return {"apiVersion": "argoproj.io/v1alpha1", "kind": "Application", "metadata": {"name": "vlmops"},
+            "status": status}
+
+
+@pytest.mark.parametrize("health_, sync, want", [
+    (None, None, "Progressing"),  # just created by the parent: the next wave must wait
+    ({"status": "Missing"}, "OutOfSync", "Progressing"),
+    ({"status": "Progressing", "message": "Deployment rolling out"}, "Synced", "Progressing"),
+    ({"status": "Healthy"}, "OutOfSync", "Progressing"),  # not applied yet: a stale Healthy must not count
+    ({"status": "Healthy"}, "Synced", "Healthy"),
+    ({"status": "Degraded", "message": "CrashLoopBackOff"}, "Synced", "Degraded"),
+    ({"status": "Suspended"}, "Synced", "Suspended"),
+    ({"status": "Unknown"}, "Synced", "Progressing"),
+])
+def test_child_application_health(health_, sync, want):
+    body = other_scripts()[APP]
+    got = run(body, application(health_, sync))
+    assert got["status"] == want, got
+    if health_ and health_.get("message"):
+        assert health_["message"] in got["message"]
+
+
+def test_application_without_status_is_progressing():
+    got = run(other_scripts()[APP], {"apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+                                     "metadata": {"name": "x"}})
+    assert got["status"] == "Progressing"
