@@ -146,9 +146,36 @@ CASES = {
                                           "modelArgs": {"tensor_parallel_size": "2"}})),
         "lmmsEval.modelArgs: with backend vllm, model, tensor_parallel_size and data_parallel_size come from "
         "spec.model, spec.gpus and spec.parallelism.workers"),
+    "trainjob priority": (lambda: _mut(_stage(), lambda s: s.update(runtime="TrainJob")),
+                          "scheduling: with runtime TrainJob the pod priority and scheduler come from the "
+                          "ClusterTrainingRuntime (chart values training.trainJob.*), or use runtime PyTorchJob to set "
+                          "them per stage"),
+    "trainjob host network": (lambda: _mut(_stage(), lambda s: s.update(
+        runtime="TrainJob", scheduling={"queueName": "q"}, pod={"hostNetwork": True})),
+        "pod.hostNetwork: with runtime TrainJob the ClusterTrainingRuntime decides (chart value "
+        "training.trainJob.hostNetwork)"),
+    "reserved pod label": (lambda: _mut(_kind("PackedDataset"), lambda s: s.update(
+        pod={"labels": {"team": "a", "vlmops.dev/step": "x"}})),
+        "pod.labels: keys under vlmops.dev/, app.kubernetes.io/, kueue.x-k8s.io/ and the job controllers' "
+        "prefixes are set by the operator"),
+    "shm mount": (lambda: _mut(_kind("PackedDataset"), lambda s: s.update(
+        pod={"volumeMounts": [{"name": "x", "mountPath": "/dev/shm"}]})),
+        "pod.volumeMounts: /dev/shm is sized by pod.shmSize"),
+    "model args object": (lambda: _mut(_kind("EvalSuite"), lambda s: s["lmmsEval"].update(
+        modelArgs={"max_pixels": 3240000, "nested": {"a": 1}})),
+        "lmmsEval.modelArgs: values are strings, numbers or booleans"),
     "eval pretrained arg": (lambda: _mut(_kind("EvalSuite"), lambda s: s["lmmsEval"].update(modelArgs={"pretrained": "x"})),
                             "lmmsEval.modelArgs.pretrained: the checkpoint comes from spec.model"),
 }
+
+
+def test_trainjob_stages_and_scalar_model_args_are_admitted():
+    kind, spec = _mut(_stage(), lambda s: s.update(runtime="TrainJob", scheduling={"queueName": "q"},
+                                                   pod={"shmSize": "64Gi", "volumes": [{"name": "m", "emptyDir": {}}]}))
+    assert cel_failures(kind, spec) == [] == pydantic_failures(kind, spec)
+    kind, spec = _mut(_kind("EvalSuite"), lambda s: s["lmmsEval"].update(
+        modelArgs={"max_pixels": 3240000, "use_flash": True, "temperature": 0.5, "attn": "sdpa"}))
+    assert cel_failures(kind, spec) == [] == pydantic_failures(kind, spec)
 
 
 def test_data_parallel_and_vllm_evalsuites_are_admitted():

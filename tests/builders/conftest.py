@@ -1,9 +1,12 @@
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # test modules share helpers (test_child_manifests)
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPE = REPO / "examples" / "llava-ov-1.5"

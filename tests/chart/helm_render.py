@@ -43,6 +43,7 @@ RESOURCES = [
     ("monitoring.coreos.com/v1/servicemonitors", "ServiceMonitor", True),
     ("monitoring.coreos.com/v1/podmonitors", "PodMonitor", True),
     ("monitoring.coreos.com/v1/prometheusrules", "PrometheusRule", True),
+    ("trainer.kubeflow.org/v1alpha1/clustertrainingruntimes", "ClusterTrainingRuntime", False),
 ]
 
 

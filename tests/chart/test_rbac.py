@@ -24,6 +24,7 @@ REQUIRED_PERMISSIONS: list[tuple[str, str, str, str]] = [
     # kube.py: get_child / create_child / adopt_child (Jobs and PyTorchJobs); kopf watches both
     *[("batch", "jobs", v, "ns") for v in ("get", "create", "patch", "list", "watch", "delete")],
     *[("kubeflow.org", "pytorchjobs", v, "ns") for v in ("get", "create", "patch", "list", "watch", "delete")],
+    *[("trainer.kubeflow.org", "trainjobs", v, "ns") for v in ("get", "create", "patch", "list", "watch", "delete")],
     # kube.py: list_pods (termination messages), post_event
     ("", "pods", "list", "ns"),
     ("", "events", "create", "ns"),
@@ -134,7 +135,7 @@ def test_rbac_grants_least_privilege(default_objs):
     assert not extras, f"RBAC grants more than the operator needs: {sorted(extras)}"
     assert not any(v in ("deletecollection", "escalate", "bind", "impersonate") for (_, _, v) in granted)
     # delete only on our children (stopping a superseded generation), never on CRs, pods or anything else
-    assert {res for (_, res, v) in granted if v == "delete"} == {"jobs", "pytorchjobs"}
+    assert {res for (_, res, v) in granted if v == "delete"} == {"jobs", "pytorchjobs", "trainjobs"}
     # update only on the CRs' finalizers (what blockOwnerDeletion on our children requires), nothing else
     assert {res for (_, res, v) in granted if v == "update"} == {f"{p}/finalizers" for p in PLURALS}
 

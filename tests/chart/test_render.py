@@ -7,6 +7,8 @@ import re
 import pytest
 import yaml
 
+from vlmops.builders.common import BuildContext
+
 from chart_helpers import ALL_ON, CHART, ROOT, RenderError, find, one
 
 BUILTIN_GROUPS = {"v1", "apps/v1", "rbac.authorization.k8s.io/v1", "apiextensions.k8s.io/v1", "networking.k8s.io/v1",
@@ -121,9 +123,17 @@ def test_config_file_loads_into_build_context(all_objs, tmp_path):
         "storage": {"endpointURL": "http://minio.storage:9000", "region": "us-east-1", "secretName": "vlmops-s3"},
         "storagePrefix": "s3://vlm-data/runs",
         "jobServiceAccount": "vlmops-job",
+        "resources": {"data": {"requests": {"cpu": "2", "memory": "8Gi"}},
+                      "train": {"requests": {"cpu": "16", "memory": "128Gi"}},
+                      "eval": {"requests": {"cpu": "4", "memory": "32Gi"}},
+                      "evalVllm": {"requests": {"cpu": "8", "memory": "64Gi"}}},
+        "scheduling": None,
+        "ttlSecondsAfterFinished": 86400,
+        "trainJobRuntime": "vlmops-torch",
         "policy": {"imagePrefixes": ["ghcr.io/vlmops/"], "storagePrefixes": ["s3://vlm-data/runs"],
-                   "allowOverrides": ["tolerations", "nodeSelector"], "maxShards": 1024, "maxNodes": 128,
-                   "maxGpus": 1024},
+                   "allowOverrides": ["tolerations", "nodeSelector", "scheduling", "labels", "annotations",
+                                      "volumes", "volumeMounts", "affinity", "shmSize"],
+                   "maxShards": 1024, "maxNodes": 128, "maxGpus": 1024},
     }
     om = pytest.importorskip("vlmops.operator_main")
     path = tmp_path / "config.yaml"
@@ -134,7 +144,24 @@ def test_config_file_loads_into_build_context(all_objs, tmp_path):
     assert ctx.service_account == "vlmops-job"
     assert ctx.storage_prefix == "s3://vlm-data/runs"
     assert ctx.policy.storage_prefixes == ("s3://vlm-data/runs",) and ctx.policy.max_nodes == 128
-    assert ctx.policy.allowed_overrides == {"tolerations", "nodeSelector"}
+    assert ctx.policy.allowed_overrides == {"tolerations", "nodeSelector", "scheduling", "labels", "annotations",
+                                            "volumes", "volumeMounts", "affinity", "shmSize"}
+    assert ctx.resources == BuildContext().resources and ctx.ttl_seconds_after_finished == 86400  # a day
+    assert ctx.scheduling is None and ctx.train_job_runtime == "vlmops-torch"
+
+
+def test_job_defaults_reach_the_build_context(helm, tmp_path):
+    objs = helm.render({"jobs": {"scheduling": {"queueName": "team-a", "priorityClassName": "batch"},
+                                 "ttlSecondsAfterFinished": None,
+                                 "resources": {"data": {"requests": {"cpu": "500m", "memory": "1Gi"}}}},
+                        "training": {"trainJob": {"runtimeName": "torch-gpu"}}})
+    path = tmp_path / "config.yaml"
+    path.write_text(one(objs, "ConfigMap", "vlmops-config")["data"]["config.yaml"])
+    ctx = pytest.importorskip("vlmops.operator_main").load_config(str(path))
+    assert ctx.scheduling.queue_name == "team-a" and ctx.scheduling.priority_class_name == "batch"
+    assert ctx.ttl_seconds_after_finished is None and ctx.train_job_runtime == "torch-gpu"
+    assert ctx.resources["data"] == {"requests": {"cpu": "500m", "memory": "1Gi"}}
+    assert ctx.resources["train"] == BuildContext().resources["train"]  # per image: the others stay
 
 
 def test_default_config_matches_builder_defaults(default_objs, tmp_path):

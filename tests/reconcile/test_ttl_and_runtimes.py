@@ -12,7 +12,7 @@ from pipeline_driver import example_docs, result_for
 from vlmops import childstate, reconciler
 from vlmops.builders import BuildContext
 
-CTX = BuildContext()
+CTX = BuildContext(ttl_seconds_after_finished=3600)
 
 
 def _run(kube, name="llava-558k-8k", kind="PackedDataset", ctx=CTX):
@@ -53,7 +53,7 @@ def test_failed_children_and_a_disabled_ttl_are_left_alone():
     kube.children["llava-558k-8k-write-g1"]["status"] = {"conditions": [
         {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]}
     for _ in range(3):
-        _run(kube)  # with a TTL configured: still only the succeeded ones get it
+        _run(kube)  # with a TTL configured: still only the succeeded ones get it (the failed one is kept)
     expired = {w[1] for w in kube.writes if w[0] == "expire"}
     assert expired == {"llava-558k-8k-lengths-g1", "llava-558k-8k-plan-g1"}
 

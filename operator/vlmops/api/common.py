@@ -50,8 +50,9 @@ class Storage(Model):
 
 
 # Scalar values of free-form maps (lmms-eval modelArgs): YAML authors write numbers and booleans.
-# The CRD keeps the value untyped and a CEL rule (api/eval_suite.py) admits only scalars.
-Scalar = Annotated[str | bool | int | float, Field(json_schema_extra={"x-vlmops-scalar": True})]
+# The CRD keeps the value untyped and one rule (CEL + pydantic, api/eval_suite.py) admits only scalars,
+# so admission and `vlmops validate` say the same thing.
+Scalar = Annotated[Any, Field(json_schema_extra={"x-vlmops-scalar": True})]
 
 # label/annotation keys the operator sets itself: a CR may not override them
 RESERVED_LABEL_PREFIXES = ("vlmops.dev/", "app.kubernetes.io/", "kueue.x-k8s.io/", "batch.kubernetes.io/",

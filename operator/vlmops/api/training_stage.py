@@ -144,7 +144,7 @@ _TRAINJOB_RULES = (
     rule("self.runtime != 'TrainJob' || !has(self.scheduling) || (!has(self.scheduling.priorityClassName) "
          "&& !has(self.scheduling.schedulerName))",
          "scheduling: with runtime TrainJob the pod priority and scheduler come from the ClusterTrainingRuntime "
-         "(chart values training.trainJob.*); use runtime PyTorchJob to set them per stage",
+         "(chart values training.trainJob.*), or use runtime PyTorchJob to set them per stage",
          lambda s: s.runtime != "TrainJob" or s.scheduling is None
          or (s.scheduling.priority_class_name is None and s.scheduling.scheduler_name is None)),
     rule("self.runtime != 'TrainJob' || !has(self.pod) || !has(self.pod.hostNetwork)",

@@ -54,8 +54,9 @@ class BuildContext:
     policy: Policy = field(default_factory=Policy)  # what CR authors may ask for (checked before building)
     resources: dict[str, dict[str, Any]] = field(default_factory=lambda: dict(DEFAULT_RESOURCES))
     scheduling: Scheduling | None = None  # defaults for every CR's spec.scheduling (per field)
-    # a succeeded child is deleted this long after its result is in the CR's status (None: kept)
-    ttl_seconds_after_finished: int | None = 86400
+    # a succeeded child is deleted this long after its result is in the CR's status (None: kept; the
+    # chart's default is a day)
+    ttl_seconds_after_finished: int | None = None
     train_job_runtime: str = TRAINJOB_RUNTIME
 
 
