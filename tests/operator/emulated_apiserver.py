@@ -22,7 +22,7 @@ what they rely on, and nothing more:
   resourceVersion (replays the journal instead of kmock's "ADDED for everything"), and
   `timeoutSeconds` ends the stream (kmock streams forever);
 - cluster-scoped `v1/namespaces` (bare kmock answers 500 on the namespace list);
-- discovery for our four CRDs, batch/v1 jobs, kubeflow.org/v1 pytorchjobs, v1 pods and events;
+- discovery for our four CRDs, batch/v1 jobs, kubeflow.org/v1 pytorchjobs, trainer.kubeflow.org trainjobs, v1 pods and events;
 - a journal of every request (time, method, path, user agent, status) for write counting.
 
 Still not emulated (covered elsewhere, see tests/reconcile/): garbage
@@ -62,6 +62,7 @@ CORE_RESOURCES = [
     ("v1/configmaps", "ConfigMap", True, ["cm"], False),
     ("batch/v1/jobs", "Job", True, [], True),
     ("kubeflow.org/v1/pytorchjobs", "PyTorchJob", True, [], True),
+    ("trainer.kubeflow.org/v1alpha1/trainjobs", "TrainJob", True, [], True),
     ("coordination.k8s.io/v1/leases", "Lease", True, [], False),
 ]
 VERBS = ["create", "delete", "get", "list", "patch", "update", "watch"]

@@ -16,7 +16,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 TEST_UA = "vlmops-tests"
-NAMESPACES = ["vlm", "fail", "bad", "smoke"]
+NAMESPACES = ["vlm", "fail", "bad", "smoke", "rt-pytorchjob", "rt-trainjob"]
 FAULTS_NAMESPACE = "faults"  # watched by the fault tests' own operator (its log may hold injected errors)
 LEADER_NAMESPACE = "leader"  # watched by the leader-election test's two replicas
 IMAGE_NAMESPACE = "provenance"  # watched by the image-in-manifest test's operator (started with S3 credentials)

@@ -97,7 +97,8 @@ class Cluster:
     def children(self) -> list[dict[str, Any]]:
         jobs = json.loads(self.batch.list_namespaced_job(self.ns, _preload_content=False).data)["items"]
         pjs = self.custom.list_namespaced_custom_object("kubeflow.org", "v1", self.ns, "pytorchjobs")["items"]
-        return jobs + pjs
+        tjs = self.custom.list_namespaced_custom_object("trainer.kubeflow.org", "v1alpha1", self.ns, "trainjobs")["items"]
+        return jobs + pjs + tjs
 
     def _pod(self, name: str, labels: dict[str, str], container: str, message: str, exit_code: int,
              index: int | None, image_id: str = "") -> None:
@@ -140,6 +141,24 @@ class Cluster:
             if ok:
                 status["completionTime"] = NOW
             self.batch.patch_namespaced_job_status(meta["name"], self.ns, {"status": status}, _content_type=MERGE)
+        elif child["kind"] == "TrainJob":  # pods: the JobSet's `node` job, labels from the runtime patch
+            (patch,) = child["spec"]["runtimePatches"]
+            (rj,) = patch["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"]
+            res = result if result is not None else result_for(kind, cr, step)
+            msg = json.dumps({"vlmopsResult": res}, separators=(",", ":")) if ok else error
+            pod_labels = {**rj["template"]["spec"]["template"]["metadata"]["labels"],
+                          "jobset.sigs.k8s.io/jobset-name": meta["name"],
+                          "jobset.sigs.k8s.io/replicatedjob-name": "node", "batch.kubernetes.io/job-completion-index": "0"}
+            self._pod(f"{meta['name']}-node-0-0-abcde", pod_labels, "node", msg, 0 if ok else 1, 0, image_id)
+            final = {"type": "Complete", "status": "True", "reason": "JobsCompleted",
+                     "message": "jobset completed successfully"} if ok else \
+                {"type": "Failed", "status": "True", "reason": "JobsFailed",
+                 "message": f"jobset failed with job {meta['name']}-node-0"}
+            self.custom.patch_namespaced_custom_object_status(
+                "trainer.kubeflow.org", "v1alpha1", self.ns, "trainjobs", meta["name"], {"status": {
+                    "conditions": [dict(final, lastTransitionTime=NOW)],
+                    "jobsStatus": [{"name": "node", "active": 0, "ready": 0, "succeeded": int(ok), "failed": int(not ok),
+                                    "suspended": 0}]}})
         else:  # PyTorchJob: pods come from the Master replica template
             master = child["spec"]["pytorchReplicaSpecs"]["Master"]["template"]
             res = result if result is not None else result_for(kind, cr, step)
