@@ -101,11 +101,88 @@ def test_eval_compare_answers_help_and_reports_bad_input_as_the_job_does():
     assert r.returncode == 2 and r.stderr.strip().startswith("error:"), r.stderr
 
 
+def _operator_config(path, **extra):
+    """An operator config file as the chart renders it (top-level `images` marks it as one)."""
+    from vlmops.builders import BuildContext
+
+    path.write_text(yaml.safe_dump({"images": BuildContext().images, **extra}))
+    return str(path)
+
+
 def test_validate_with_the_operators_config_applies_the_clusters_policy(tmp_path):
-    config = tmp_path / "config.yaml"
-    config.write_text(yaml.safe_dump({"policy": {"maxShards": 64, "maxNodes": 8, "maxGpus": 64}}))
-    r = vlmops("validate", "-f", "examples/llava-ov-1.5/", "--config", str(config))
+    config = _operator_config(tmp_path / "config.yaml", policy={"maxShards": 64, "maxNodes": 8, "maxGpus": 64})
+    r = vlmops("validate", "-f", "examples/llava-ov-1.5/", "--config", config)
     assert r.returncode == 1
     assert "spec.nodes: 16 nodes exceed this cluster's limit of 8 (chart value policy.maxNodes)" in r.stdout
     assert vlmops("validate", "-f", "examples/llava-ov-1.5/").returncode == 0
-    assert vlmops("validate", "-f", "examples/llava-ov-1.5/", "--config", str(tmp_path / "nope")).returncode == 2
+    r = vlmops("validate", "-f", "examples/llava-ov-1.5/", "--config", str(tmp_path / "nope"))
+    assert r.returncode == 2 and r.stderr.startswith("error: --config") and "no such file" in r.stderr
+
+
+def test_validate_with_helm_values_applies_the_charts_policy_over_its_defaults(tmp_path):
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump({"policy": {"maxNodes": 8, "allowOverrides": ["storage", "scheduling", "volumes",
+                                                                                     "volumeMounts"]}}))
+    r = vlmops("validate", "-f", "examples/llava-ov-1.5/", "--config", str(values))
+    assert r.returncode == 1 and "exceed this cluster's limit of 8 (chart value policy.maxNodes)" in r.stdout
+    # the chart's own defaults apply too: maxGpus 1024 is not exceeded, images must come from its registry
+    assert "maxGpus" not in r.stdout and "registry" not in r.stdout
+
+
+def _relative_eval(tmp_path):
+    """The recipe as a cluster with the chart's default policy takes it: its EvalSuite writing to a
+    relative location, tokenizers in object storage (a local path lies outside any storage policy)."""
+    out = tmp_path / "recipe"
+    out.mkdir()
+    for f in (REPO / "examples" / "llava-ov-1.5").glob("*.yaml"):
+        docs = [d for d in yaml.safe_load_all(f.read_text()) if d]
+        for d in docs:
+            if d["kind"] == "EvalSuite":
+                d["spec"]["output"]["uri"] = "evals/stage-2/"
+            if "tokenizer" in d["spec"]:
+                d["spec"]["tokenizer"] = "s3://vlm-models/Qwen3-8B-Base/"
+            d["spec"].pop("storage", None)  # the chart's storage applies (a CR's own is off by default)
+        (out / f.name).write_text(yaml.safe_dump_all(docs))
+    return str(out)
+
+
+def test_validate_resolves_relative_locations_as_the_operator_does(tmp_path):
+    cr = _relative_eval(tmp_path) + "/20-eval.yaml"
+    with_prefix = _operator_config(tmp_path / "a.yaml", storagePrefix="s3://vlm-eval/team",
+                                   policy={"storagePrefixes": ["s3://vlm-eval/team"]})
+    r = vlmops("validate", "-f", cr, "--config", with_prefix)
+    assert r.returncode == 0, r.stdout  # joined onto the prefix, so inside the allowed storage
+    r = vlmops("validate", "-f", cr, "--config", _operator_config(tmp_path / "b.yaml"))
+    assert r.returncode == 1 and "spec.output.uri: relative location 'evals/stage-2/' needs a storage prefix" in r.stdout
+
+
+def test_render_with_values_uses_the_charts_defaults(tmp_path):
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump({
+        "jobs": {"images": {"registry": "registry.example/ml", "tag": "1.2.3"}, "serviceAccountName": "vlm-jobs",
+                 "storage": {"prefix": "s3://vlm-eval/team"}},
+        "policy": {"extraStoragePrefixes": ["s3://"]}}))
+    recipe = _relative_eval(tmp_path)
+    r = vlmops("render", "-f", recipe, "--config", str(values))
+    assert r.returncode == 0, r.stderr
+    (job,) = [d for d in yaml.safe_load_all(r.stdout) if d and d["metadata"]["name"] == "stage-2-eval-eval-g1"]
+    pod = job["spec"]["template"]["spec"]
+    assert pod["containers"][0]["image"] == "registry.example/ml/vlmops-eval:1.2.3"
+    assert pod["serviceAccountName"] == "vlm-jobs"
+    assert "s3://vlm-eval/team/evals/stage-2" in yaml.safe_dump(job)
+    r = vlmops("render", "-f", recipe)  # no prefix: what the operator would refuse
+    assert r.returncode == 1 and "EvalSuite/stage-2-eval: spec.output.uri: relative location" in r.stderr
+
+
+def test_render_config_errors_are_one_line(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"jobs": {"images": {"registry": ""}}}))
+    r = vlmops("render", "-f", "examples/llava-ov-1.5/", "--config", str(bad))
+    assert r.returncode == 2 and r.stderr.startswith("error: --config") and "jobs.images.registry" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    config = _operator_config(tmp_path / "config.yaml")
+    r = vlmops("render", "-f", "examples/llava-ov-1.5/", "--config", config, "--config", str(bad))
+    assert r.returncode == 2 and "operator's config file: give it alone" in r.stderr
+    unknown = _operator_config(tmp_path / "unknown.yaml", imagez={})
+    r = vlmops("render", "-f", "examples/llava-ov-1.5/", "--config", unknown)
+    assert r.returncode == 2 and "unknown key(s) imagez" in r.stderr
