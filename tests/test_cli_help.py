@@ -63,3 +63,25 @@ def test_eval_compare_without_the_job_package(tmp_path):
     assert r.returncode == 0 and "usage: vlmops eval compare" in r.stdout, r.stderr
     r = _vlmops("eval", "compare", "a.json", "b.json", pythonpath=path)
     assert r.returncode == 2 and r.stderr.startswith("error:") and "vlmops_jobs" in r.stderr, r.stderr
+
+
+HEAVY = ("kopf", "prometheus_client", "kubernetes", "kubeflow", "rich", "requests")
+
+
+def _heavy_imports(*argv: str) -> set[str]:
+    """The heavy top-level packages a command loads (a fresh interpreter, the command run in-process)."""
+    code = ("import sys\nfrom vlmops.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            f"print(' '.join(sorted({{m.split('.')[0] for m in sys.modules}} & set({HEAVY!r}))))")
+    r = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, cwd=ROOT,
+                       env={"PYTHONPATH": f"{ROOT / 'operator'}:{ROOT / 'jobs'}", "PATH": "/usr/bin:/bin"})
+    return set(r.stdout.split("\n")[-2].split())
+
+
+def test_commands_import_only_what_they_use(tmp_path):
+    for command in COMMANDS:
+        if command[:2] != ("eval", "compare"):
+            assert _heavy_imports(*command, "--help") == set(), command
+    assert _heavy_imports("status", "--workdir", str(tmp_path)) == {"rich"}
+    # render needs the kubernetes client (typed child models); never the operator's runtime (kopf)
+    assert "kopf" not in _heavy_imports("render", "-f", str(ROOT / "examples" / "llava-ov-1.5"))
+    assert "kopf" not in _heavy_imports("validate", "-f", str(ROOT / "examples" / "llava-ov-1.5"))
