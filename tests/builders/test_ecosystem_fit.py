@@ -226,3 +226,23 @@ def test_model_args_scalars_reach_lmms_eval_as_the_same_types(recipe):
     assert rendered == "attn_implementation=sdpa,max_pixels=3240000,temperature=0.5,use_cache=True"
     assert simple_parse_args_string(rendered) == args
     assert model_arg(False) == "False"
+
+
+def test_gpu_retrieval_asks_for_a_gpu_on_the_gpu_image_and_the_job_must_use_it(recipe):
+    objs, ready = _pipeline(recipe)
+    bc = objs[("BalancedCorpus", "mid-training-85m")]
+    bc["spec"]["retrieval"].update(gpus=1, gpuFloat16=True)
+    steps = {s.name: s.manifest for s in build(bc, ready).steps}
+    pod = steps["retrieve"]["spec"]["template"]["spec"]
+    (c,) = pod["containers"]
+    assert c["image"] == BuildContext().images["dataGpu"] and c["resources"]["limits"] == {"nvidia.com/gpu": "1"}
+    assert c["command"][c["command"].index("--device") + 1] == "gpu" and "--gpu-float16" in c["command"]
+    kubernetes_validate.validate(steps["retrieve"], K8S_VERSION, strict=True)
+    balance = steps["balance"]["spec"]["template"]["spec"]["containers"][0]
+    assert "limits" not in balance["resources"] and balance["image"] == BuildContext().images["data"]
+    cpu = {s.name: s.manifest for s in build(objs[("BalancedCorpus", "mid-training-85m")] | {"spec": {
+        **bc["spec"], "retrieval": {**bc["spec"]["retrieval"], "gpus": 0}}}, ready).steps}
+    assert "--device" not in cpu["retrieve"]["spec"]["template"]["spec"]["containers"][0]["command"]
+    from vlmops.kinds import KINDS, parse_spec
+    sizes = KINDS["BalancedCorpus"].sizes(parse_spec(bc))
+    assert ("spec.retrieval.gpus x spec.shards", 256, "gpus") in sizes

@@ -118,12 +118,14 @@ def test_config_file_loads_into_build_context(all_objs, tmp_path):
     cm = one(all_objs, "ConfigMap", "vlmops-config")
     cfg = yaml.safe_load(cm["data"]["config.yaml"])
     assert cfg == {
-        "images": {"data": "ghcr.io/vlmops/vlmops-data:0.1.0", "train": "ghcr.io/vlmops/vlmops-train:0.1.0",
+        "images": {"data": "ghcr.io/vlmops/vlmops-data:0.1.0", "dataGpu": "ghcr.io/vlmops/vlmops-data-gpu:0.1.0",
+                   "train": "ghcr.io/vlmops/vlmops-train:0.1.0",
                    "eval": "ghcr.io/vlmops/vlmops-eval:0.1.0", "evalVllm": "ghcr.io/vlmops/vlmops-eval-vllm:0.1.0"},
         "storage": {"endpointURL": "http://minio.storage:9000", "region": "us-east-1", "secretName": "vlmops-s3"},
         "storagePrefix": "s3://vlm-data/runs",
         "jobServiceAccount": "vlmops-job",
         "resources": {"data": {"requests": {"cpu": "2", "memory": "8Gi"}},
+                      "dataGpu": {"requests": {"cpu": "4", "memory": "32Gi"}},
                       "train": {"requests": {"cpu": "16", "memory": "128Gi"}},
                       "eval": {"requests": {"cpu": "4", "memory": "32Gi"}},
                       "evalVllm": {"requests": {"cpu": "8", "memory": "64Gi"}}},
@@ -177,6 +179,7 @@ def test_job_images_follow_the_registry_tag_and_per_image_values(helm):
                                             "eval": "registry.local/ml/eval@sha256:" + "a" * 64}}})
     cfg = yaml.safe_load(one(objs, "ConfigMap", "vlmops-config")["data"]["config.yaml"])
     assert cfg["images"] == {"data": "registry.local/ml/vlmops-data:0.2.0",
+                             "dataGpu": "registry.local/ml/vlmops-data-gpu:0.2.0",
                              "train": "registry.local/ml/vlmops-train:0.2.0",
                              "eval": "registry.local/ml/eval@sha256:" + "a" * 64,
                              "evalVllm": "registry.local/ml/vlmops-eval-vllm:0.2.0"}

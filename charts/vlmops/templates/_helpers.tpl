@@ -49,7 +49,7 @@ app.kubernetes.io/part-of: vlmops
 {{- end -}}
 {{- end -}}
 
-{{/* Default job image for one of data|train|eval|evalVllm (vlmops-eval-vllm). Usage: include "vlmops.jobImage" (list . "data") */}}
+{{/* Default job image for one of data|dataGpu|train|eval|evalVllm (vlmops-data-gpu, vlmops-eval-vllm). Usage: include "vlmops.jobImage" (list . "data") */}}
 {{- define "vlmops.jobImage" -}}
 {{- $root := index . 0 -}}
 {{- $kind := index . 1 -}}
@@ -137,6 +137,7 @@ app.kubernetes.io/part-of: vlmops
 {{- define "vlmops.config" -}}
 images:
   data: {{ include "vlmops.jobImage" (list . "data") | quote }}
+  dataGpu: {{ include "vlmops.jobImage" (list . "dataGpu") | quote }}
   train: {{ include "vlmops.jobImage" (list . "train") | quote }}
   eval: {{ include "vlmops.jobImage" (list . "eval") | quote }}
   evalVllm: {{ include "vlmops.jobImage" (list . "evalVllm") | quote }}

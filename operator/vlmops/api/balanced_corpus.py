@@ -35,6 +35,11 @@ class Retrieval(Model):
     nprobe: int | None = Field(None, ge=1)
     min_similarity: float = Field(-1.0, ge=-1.0, le=1.0)
     recall_sample: int = Field(1000, ge=0)
+    gpus: int = Field(0, ge=0, le=1, description=(
+        "GPUs per retrieve pod: faiss's GPU index on the dataGpu image (results equal CPU exact search: faiss "
+        "proposes candidates, the job rescores them); 0: CPU faiss."))
+    gpu_float16: bool = Field(False, description="Concept vectors in half precision on the GPU (half the "
+                              "memory; the job's rescoring keeps the same top-k except for near-ties).")
 
 
 _BALANCING_RULES = (at_most_one("threshold", "targetSamples"),)

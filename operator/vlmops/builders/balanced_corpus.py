@@ -28,10 +28,14 @@ def build(cr: dict[str, Any], spec: BalancedCorpusSpec, inputs: Inputs, ctx: Bui
         ("--concept-embedding-field", spec.concepts.embedding_field),
         ("--top-k", r.top_k), ("--index", r.index), ("--nprobe", r.nprobe),
         ("--min-similarity", r.min_similarity), ("--recall-sample", r.recall_sample),
+        # a GPU pod must search on it: a CPU-only image fails loudly (exit 2) instead of falling back
+        ("--device", "gpu" if r.gpus else None), ("--gpu-float16", r.gpus > 0 and r.gpu_float16),
     ]), *shard_flags, "--output", out)
     if src.embedder:
         retrieve += ["--embedded"]  # read the embed step's output instead of source embeddings
-    steps.append(Step("retrieve", job(cr, spec, "retrieve", retrieve, ctx, completions=spec.shards)))
+    steps.append(Step("retrieve", job(cr, spec, "retrieve", retrieve, ctx, completions=spec.shards,
+                                      image_key="dataGpu" if r.gpus else "data",
+                                      resources={"limits": {"nvidia.com/gpu": str(r.gpus)}} if r.gpus else None)))
     b = spec.balancing
     balance = py("balance", "balance", *flag_args([
         ("--method", b.method), ("--threshold", b.threshold), ("--target-samples", b.target_samples),

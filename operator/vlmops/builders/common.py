@@ -30,6 +30,7 @@ MAX_CHILD_NAME = 47  # leaves room for "-master-0"/"-<index>-<rand>" pod and ser
 # so schedulers and quotas (Kueue) see what it needs; a CR's spec.pod.resources is merged over them.
 DEFAULT_RESOURCES: dict[str, dict[str, Any]] = {
     "data": {"requests": {"cpu": "2", "memory": "8Gi"}},
+    "dataGpu": {"requests": {"cpu": "4", "memory": "32Gi"}},
     "train": {"requests": {"cpu": "16", "memory": "128Gi"}},
     "eval": {"requests": {"cpu": "4", "memory": "32Gi"}},
     "evalVllm": {"requests": {"cpu": "8", "memory": "64Gi"}},
@@ -43,6 +44,7 @@ class BuildContext:
 
     images: dict[str, str] = field(default_factory=lambda: {
         "data": f"ghcr.io/vlmops/vlmops-data:{__version__}",
+        "dataGpu": f"ghcr.io/vlmops/vlmops-data-gpu:{__version__}",  # images/data with FAISS=gpu
         "train": f"ghcr.io/vlmops/vlmops-train:{__version__}",
         "eval": f"ghcr.io/vlmops/vlmops-eval:{__version__}",
         "evalVllm": f"ghcr.io/vlmops/vlmops-eval-vllm:{__version__}",

@@ -29,5 +29,6 @@ def status_detail(status: dict[str, Any]) -> str:
 
 KIND = Kind(api=api.KIND, position=0, build=builder.build, final_step="balance", result_keys=("stats", "output"),
             shard_progress_steps=("retrieve",), export_metrics=export_metrics, status_detail=status_detail,
-            sizes=lambda spec: [("spec.shards", spec.shards, "shards")],
+            sizes=lambda spec: [("spec.shards", spec.shards, "shards"),
+                                ("spec.retrieval.gpus x spec.shards", spec.retrieval.gpus * spec.shards, "gpus")],
             gauges=(metrics.BALANCE_SELECTED, metrics.BALANCE_ENTROPY, metrics.BALANCE_GINI))
