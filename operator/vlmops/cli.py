@@ -63,7 +63,9 @@ def _context(args: argparse.Namespace):
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from .manifests import validate
+    from .kinds import KINDS
+    from .manifests import validate, with_defaults
+    from .reconciler import observe
 
     ctx = _context(args)
     if ctx is None:
@@ -74,12 +76,14 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     if not docs:
         print("error: no vlmops.dev/v1alpha1 resources found", file=sys.stderr)
         return 2
+    problems = [validate(d) for d in docs]
+    kube = _Offline({d.key: with_defaults(d.obj) for d, errs in zip(docs, problems) if not errs}, ctx, strict=False)
     bad = 0
-    for d in docs:
-        errs = []
-        if args.config:  # the cluster's view: relative locations resolved against its prefix, its policy
-            errs, d = _as_operator_reads(d, ctx)
-        errs = errs or validate(d, ctx.policy if args.config else None)
+    for d, errs in zip(docs, problems):
+        if not errs and args.config:  # the cluster's view: the operator's own checks (locations, policy)
+            obj = kube.objs[d.key]
+            snap = observe(kube, KINDS[d.key[0]], obj["metadata"]["namespace"], d.key[1], ctx)
+            errs = snap.problem.split("; ") if snap.problem else []
         label = f"{d.obj.get('kind')}/{(d.obj.get('metadata') or {}).get('name')} ({d.source})"
         if errs:
             bad += 1
@@ -89,22 +93,6 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         else:
             print(f"ok      {label}")
     return 1 if bad else 0
-
-
-def _as_operator_reads(d, ctx) -> tuple[list[str], Any]:
-    """The CR with relative locations joined onto the config's storage prefix, as the operator
-    resolves them before its policy check; without a prefix they are errors, as there."""
-    from .builders.uris import relative_locations, resolve_uris
-    from .manifests import Doc
-
-    spec = d.obj.get("spec")
-    relative = list(relative_locations(spec or {}))
-    if not relative:
-        return [], d
-    if not ctx.storage_prefix:
-        return [f"{path}: relative location {value!r} needs a storage prefix (chart value jobs.storage.prefix) "
-                "or an absolute URI" for path, value in relative], d
-    return [], Doc({**d.obj, "spec": resolve_uris(spec, ctx.storage_prefix)}, d.source)
 
 
 class _Offline:
