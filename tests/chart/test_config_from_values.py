@@ -16,10 +16,10 @@ VALUE_SETS: list[dict[str, Any]] = [
     {},
     {"jobs": {"images": {"registry": "registry.local/ml/", "tag": "0.2.0", "data": "registry.local/ml/data:7",
                          "train": "other.io/train:1", "eval": "registry.local/ml/eval@sha256:" + "a" * 64,
-                         "evalVllm": "registry.local/ml/vllm:2"},
+                         "evalVllm": "registry.local/ml/vllm:2", "dataGpu": "registry.local/ml/data-gpu:3"},
               "resources": {"data": {"requests": {"cpu": "1"}, "limits": {"memory": "4Gi"}},
                             "train": {"limits": {"cpu": 32}}, "eval": {"requests": {"memory": "1Gi"}},
-                            "evalVllm": {"requests": {"cpu": "3"}}},
+                            "evalVllm": {"requests": {"cpu": "3"}}, "dataGpu": {"requests": {"cpu": "5"}}},
               "scheduling": {"queueName": "team-a", "priorityClassName": "low", "schedulerName": "volcano"},
               "ttlSecondsAfterFinished": 600, "serviceAccountName": "vlm-jobs",
               "storage": {"endpointURL": "http://minio:9000", "region": "eu-west-1", "secretName": "s3",
@@ -32,7 +32,8 @@ VALUE_SETS: list[dict[str, Any]] = [
      "policy": {"allowOverrides": [], "extraStoragePrefixes": ["s3://a/", "gs://b/"]}},
     {"jobs": {"storage": {"prefix": "s3://only/", "secretName": "creds"}, "ttlSecondsAfterFinished": 0,
               "resources": {"data": {"requests": {"memory": "2Gi"}}, "train": {"requests": {"cpu": 8, "memory": "1Ti"}},
-                            "eval": {"requests": {"cpu": "500m"}}, "evalVllm": {"requests": {"memory": "16Gi"}}}}},
+                            "eval": {"requests": {"cpu": "500m"}}, "evalVllm": {"requests": {"memory": "16Gi"}},
+                            "dataGpu": {"requests": {"memory": "24Gi"}}}}},
 ]
 
 
