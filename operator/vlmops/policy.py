@@ -71,7 +71,11 @@ class Policy:
     def _location_problems(self, spec: dict[str, Any]) -> Iterator[str]:
         from .builders.uris import locations  # (builders' context holds a Policy: imported late)
 
+        mounts = [m.get("mountPath", "") for m in (spec.get("pod") or {}).get("volumeMounts") or []
+                  if isinstance(m, dict)]
         for path, uri in locations(spec):
+            if _on_own_volume(uri, mounts):
+                continue  # a file on a volume the CR mounts (and the volume passed the overlay gate)
             if problem := _location_problem(uri, self.storage_prefixes):
                 yield f"{path}: {problem}"
 
@@ -82,6 +86,15 @@ class Policy:
             if limit is not None and value > limit:
                 yield (f"{path}: {value} {what} exceed this cluster's limit of {limit} "
                        f"(chart value policy.max{what.capitalize()})")
+
+
+def _on_own_volume(uri: str, mounts: list[str]) -> bool:
+    """Whether `uri` is a path inside the pod under one of the CR's own volume mounts (e.g. a tokenizer
+    directory on a models volume); `..` never counts."""
+    if not uri.startswith("/") or ".." in uri.split("/"):
+        return False
+    return any(m.startswith("/") and (uri == m.rstrip("/") or uri.startswith(m.rstrip("/") + "/"))
+               for m in mounts if m.rstrip("/"))
 
 
 def _location_problem(uri: str, prefixes: tuple[str, ...] | None) -> str | None:

@@ -168,7 +168,7 @@ def test_the_cluster_client_the_local_store_and_the_test_fake_all_implement_kube
     spec.loader.exec_module(fake)
     calls = {n: inspect.signature(f) for n, f in vars(KubeAPI).items()
              if callable(f) and not n.startswith("_")}
-    assert len(calls) == 8
+    assert len(calls) == 9
     for impl in (Kube, LocalKube, fake.FakeKube):
         for name, sig in calls.items():
             have = inspect.signature(getattr(impl, name))

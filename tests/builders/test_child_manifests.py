@@ -23,10 +23,10 @@ def _pipeline(recipe):
     return objs, ready
 
 
-def _children(recipe):
+def _children(recipe, ctx=None):
     objs, ready = _pipeline(recipe)
     for key, obj in objs.items():
-        plan = build(obj, ready)
+        plan = build(obj, ready, ctx)
         assert not plan.waiting_for, (key, plan.waiting_for)
         for step in plan.steps:
             yield obj, step
@@ -101,7 +101,10 @@ def test_a_stage_becomes_one_pytorchjob_with_master_and_workers(recipe):
 
 
 def test_credentials_only_by_secret_reference(recipe):
-    for obj, step in _children(recipe):
+    from vlmops.api.common import Storage
+
+    chart_storage = Storage(endpoint_url="https://s3.example.internal", secret_name="vlmops-s3")
+    for obj, step in _children(recipe, BuildContext(storage=chart_storage)):
         text = repr(step.manifest)
         assert "AWS_SECRET_ACCESS_KEY" in text
         containers = (step.manifest["spec"].get("template") or

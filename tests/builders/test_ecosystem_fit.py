@@ -246,3 +246,13 @@ def test_gpu_retrieval_asks_for_a_gpu_on_the_gpu_image_and_the_job_must_use_it(r
     from vlmops.kinds import KINDS, parse_spec
     sizes = KINDS["BalancedCorpus"].sizes(parse_spec(bc))
     assert ("spec.retrieval.gpus x spec.shards", 256, "gpus") in sizes
+
+
+def test_a_path_on_the_crs_own_volume_is_not_a_storage_location(recipe):
+    pds = copy.deepcopy(next(o for o in recipe if o["metadata"]["name"] == "mid-training-8k")["spec"])
+    policy = Policy(storage_prefixes=("s3://vlm-data/",))
+    assert not [v for v in policy.violations(pds, []) if "tokenizer" in v]  # /models/... on the models volume
+    pds["tokenizer"] = "/etc/passwd"
+    assert any(v.startswith("spec.tokenizer:") for v in policy.violations(pds, []))
+    pds["tokenizer"] = "/models/../etc/passwd"
+    assert any(v.startswith("spec.tokenizer:") for v in policy.violations(pds, []))
