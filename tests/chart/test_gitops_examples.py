@@ -97,6 +97,18 @@ def _watched(steps: dict[str, Step]) -> set[str]:
             if o["kind"] == "RoleBinding" and o["metadata"]["name"].endswith("-operator")}
 
 
+def _storage_problems(steps: dict[str, Step]) -> list[str]:
+    """Pipeline CRs without spec.storage take the chart's jobs.storage (the operator's config): one of the
+    two must name the credentials Secret."""
+    configs = [yaml.safe_load(o["data"]["config.yaml"]) for s in steps.values() for o in s.objects
+               if o["kind"] == "ConfigMap" and "config.yaml" in o.get("data", {})]
+    assert len(configs) == 1
+    default = (configs[0].get("storage") or {}).get("secretName")
+    return [f"{cr['kind']}/{cr['metadata']['name']}: no spec.storage and no chart jobs.storage.secretName"
+            for cr in _manifests(PIPELINE, recursive=True)
+            if not ((cr["spec"].get("storage") or {}).get("secretName") or default)]
+
+
 def _pipeline_namespaces() -> set[str]:
     return {d["metadata"]["namespace"] for d in _manifests(PIPELINE, recursive=True)}
 
@@ -147,6 +159,7 @@ def test_argocd_app_of_apps_converges_from_an_empty_cluster(argo_steps):
 
 def test_argocd_the_operator_watches_the_pipelines_namespace(argo_steps):
     assert _pipeline_namespaces() <= _watched(argo_steps)
+    assert not _storage_problems(argo_steps)
 
 
 def test_argocd_the_pipeline_is_one_wave_after_the_operator_with_no_waves_inside():
@@ -229,6 +242,7 @@ def test_flux_kustomizations_converge_from_an_empty_cluster(flux_steps):
 
 def test_flux_the_operator_watches_the_pipelines_namespace(flux_steps):
     assert _pipeline_namespaces() <= _watched(flux_steps)
+    assert not _storage_problems(flux_steps)
 
 
 def test_flux_timeouts_are_minutes_not_days():
