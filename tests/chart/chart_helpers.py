@@ -78,6 +78,14 @@ class Helm:
             raise RenderError(reply["error"])
         return load_all(reply["manifest"])
 
+    def notes(self, values: dict[str, Any] | None = None, namespace: str = "vlmops-system",
+              release: str = "vlmops") -> str:
+        """NOTES.txt as Helm renders it for these values."""
+        reply = self.call({"op": "render", "values": values or {}, "namespace": namespace, "release": release})
+        if not reply["ok"]:
+            raise RenderError(reply["error"])
+        return reply["notes"]
+
     def lint(self) -> dict[str, Any]:
         reply = self.call({"op": "lint"})
         if not reply["ok"]:
@@ -88,6 +96,21 @@ class Helm:
         if self.proc.stdin:
             self.proc.stdin.close()
         self.proc.wait(timeout=30)
+
+
+def helm_fixture():
+    """The session fixture both tests/chart and tests/docs use: one Helm renderer process."""
+    import pytest
+
+    @pytest.fixture(scope="session")
+    def helm():
+        pytest.importorskip("helm_sdkpy")
+        pytest.importorskip("kmock")
+        h = Helm()
+        yield h
+        h.close()
+
+    return helm
 
 
 def find(objs: list[dict[str, Any]], kind: str, name: str | None = None) -> list[dict[str, Any]]:

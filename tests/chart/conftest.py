@@ -8,16 +8,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # chart_helpers, for the fixtures and test modules
 
-from chart_helpers import ALL_ON, Helm
+from chart_helpers import ALL_ON, helm_fixture
 
-
-@pytest.fixture(scope="session")
-def helm():
-    pytest.importorskip("helm_sdkpy")
-    pytest.importorskip("kmock")
-    h = Helm()
-    yield h
-    h.close()
+helm = helm_fixture()
 
 
 @pytest.fixture(scope="session")

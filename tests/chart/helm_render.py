@@ -98,7 +98,8 @@ async def _render(req: dict) -> dict:
         except Exception as e:  # noqa: BLE001 - the message is the answer
             return {"ok": False, "error": f"{type(e).__name__}: {e}"}
         created = sorted(f"{k[0].plural}/{k[1] or ''}/{k[2]}" for k in emu.objects.keys())
-        return {"ok": True, "manifest": result.get("manifest", ""), "created": created}
+        return {"ok": True, "manifest": result.get("manifest", ""), "created": created,
+                "notes": (result.get("info") or {}).get("notes", "")}
 
 
 def main() -> int:

@@ -1,22 +1,13 @@
-"""Docs test fixtures: this directory's helpers (md_read) and the chart's Helm renderer (tests/chart)."""
+"""Docs test fixtures: this directory's helpers (md_read) and the chart tests' Helm renderer."""
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
-import pytest
-
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "chart"))
 
+from chart_helpers import helm_fixture  # noqa: E402
 
-@pytest.fixture(scope="session")
-def helm():
-    pytest.importorskip("helm_sdkpy")
-    pytest.importorskip("kmock")
-    from chart_helpers import Helm
-
-    h = Helm()
-    yield h
-    h.close()
+helm = helm_fixture()

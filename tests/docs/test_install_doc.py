@@ -5,10 +5,7 @@ classes named are the example's; NOTES.txt says what was installed and points at
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -170,26 +167,11 @@ def test_the_queues_and_priority_classes_named_are_the_examples():
         assert f"`{claim}`" in text, claim
 
 
-# NOTES.txt, rendered by Helm itself (helm_notes.py)
+# NOTES.txt, rendered by Helm itself (the chart tests' harness, tests/chart/helm_render.py)
 
 @pytest.fixture(scope="module")
-def notes():
-    pytest.importorskip("helm_sdkpy")
-    env = {**os.environ, "HELM_DRIVER": "memory", "HELM_CACHE_HOME": "/tmp/vlmops-helm/cache",
-           "HELM_CONFIG_HOME": "/tmp/vlmops-helm/config", "HELM_DATA_HOME": "/tmp/vlmops-helm/data"}
-    proc = subprocess.Popen([sys.executable, str(Path(__file__).with_name("helm_notes.py"))], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True, env=env)
-
-    def render(values: dict, namespace: str = "vlmops-system") -> str:
-        proc.stdin.write(json.dumps({"values": values, "namespace": namespace}) + "\n")
-        proc.stdin.flush()
-        reply = json.loads(proc.stdout.readline())
-        assert reply["ok"], reply["error"]
-        return reply["notes"]
-
-    yield render
-    proc.stdin.close()
-    proc.wait(timeout=30)
+def notes(helm):
+    return helm.notes
 
 
 def test_notes_say_what_was_installed_and_what_is_watched(notes):
