@@ -1,6 +1,8 @@
 """Pack every lengths shard into sequences (one invocation): plan/plan.parquet + plan/manifest.json.
 
-Samples longer than the sequence length are dropped (counted) or, with --truncate, cut to it.
+Samples longer than the sequence length are dropped (counted) or, with --truncate, cut to it;
+samples of zero tokens are dropped (counted). The stats report the best lower bound on the
+sequence count and the plan's gap to it.
 """
 from __future__ import annotations
 
@@ -25,9 +27,10 @@ def add_arguments(p) -> None:
     p.add_argument("--sequence-length", type=int, default=8192)
     p.add_argument("--algorithm", choices=sorted(algorithms.ALGORITHMS), default="BestFitDecreasing")
     p.add_argument("--truncate", action="store_true")
-    p.add_argument("--closing-pass", dest="closing_pass", action="store_true", default=True,
-                   help="closing pass on the length histogram (default on; kept only if it uses strictly fewer sequences)")
-    p.add_argument("--no-closing-pass", dest="closing_pass", action="store_false")
+    p.add_argument("--improve", dest="improve", action="store_true", default=True,
+                   help="improvement passes where the lower bound says BFD may be far from the optimum "
+                        "(default on; kept only with strictly fewer sequences)")
+    p.add_argument("--no-improve", dest="improve", action="store_false")
     p.add_argument("--shards", type=int, default=1, help="shard count of the lengths step (all must be committed)")
     p.add_argument("--output", required=True)
 
@@ -59,23 +62,41 @@ def _read_samples(output: str, records: list[dict]) -> Samples:
     return samples
 
 
-def _stats(effective: np.ndarray, packing: algorithms.Packing, capacity: int, n_long: int, truncate: bool) -> dict:
+def _stats(effective: np.ndarray, packing: algorithms.Packing, capacity: int, n_long: int, n_empty: int,
+           truncate: bool) -> dict:
     placed = packing.order
     tokens = int(effective[placed].sum())
     n_seq = packing.n_bins
+    info = packing.info
+    bound = info.get("lowerBound", -(-tokens // capacity) if tokens else 0)
     stats = {
         "samples": int(effective.size),
         "sequences": n_seq,
-        "lowerBoundSequences": -(-tokens // capacity) if tokens else 0,
+        "lowerBoundSequences": bound,
+        "lowerBoundMethod": info.get("lowerBoundMethod", "volume"),
+        "gapToLowerBound": info.get("gapToLowerBound", round(n_seq / bound - 1, 6) if bound else 0.0),
         "compressionRatio": round(placed.size / n_seq, 4) if n_seq else 0.0,
         "packingEfficiency": round(tokens / (n_seq * capacity), 6) if n_seq else 0.0,
         "tokens": tokens,
         "paddingTokens": n_seq * capacity - tokens,
         "droppedTooLong": 0 if truncate else n_long,
+        "droppedEmpty": n_empty,
     }
+    if "bfdSequences" in info:
+        stats["bfdSequences"] = info["bfdSequences"]
+        stats["planPass"] = info["pass"]
     if truncate:
         stats["truncated"] = n_long
     return stats
+
+
+def _check_lengths(samples: Samples) -> None:
+    """A negative token count is a corrupt lengths part (the lengths step never writes one)."""
+    bad = np.flatnonzero(samples.tokens < 0)
+    if bad.size:
+        i = int(bad[0])
+        raise JobError(f"sample {samples.ids[i].as_py()} tokens: {int(samples.tokens[i])} is negative "
+                       f"(lengths part {int(samples.part[i])}, row {int(samples.row[i])})")
 
 
 def _write_plan(output: str, samples: Samples, effective: np.ndarray, packing: algorithms.Packing,
@@ -103,23 +124,26 @@ def run(args) -> dict[str, Any]:
     records = lengths_records(args.output, args.shards)
     samples = _read_samples(args.output, records)
     lengths, n = samples.tokens, int(samples.tokens.size)
+    _check_lengths(samples)
     n_long = int((lengths > capacity).sum())
+    n_empty = int((lengths == 0).sum())
     if n and n_long == n and not args.truncate:
         raise JobError(f"spec sequenceLength: {capacity} is smaller than every sample (shortest {int(lengths.min())} tokens)")
     effective = np.minimum(lengths, capacity) if args.truncate else lengths
     packing_started = time.perf_counter()
-    packing = algorithms.pack(effective, capacity, args.algorithm, closing=args.closing_pass)
+    packing = algorithms.pack(effective, capacity, args.algorithm, improve=args.improve)
     packing_seconds = time.perf_counter() - packing_started
-    stats = _stats(effective, packing, capacity, n_long, args.truncate)
+    stats = _stats(effective, packing, capacity, n_long, n_empty, args.truncate)
     files = _write_plan(args.output, samples, effective, packing, capacity)
     params = {"sequenceLength": capacity, "algorithm": args.algorithm, "truncate": bool(args.truncate),
-              "closingPass": bool(args.closing_pass)}
+              "improve": bool(args.improve)}
     inputs = {"lengths": [{"uri": layout.lengths_part(r["stats"]["shard"]),  # relative to the output
                            "digest": r["files"][layout.lengths_part(r["stats"]["shard"])]} for r in records]}
     manifest = lineage.build_manifest(kind=KIND, step="plan", inputs=inputs, parameters=params, files=files, stats=stats)
     out = lineage.commit_manifest(args.output, manifest, name=layout.PLAN_MANIFEST)
     log(f"plan: {args.algorithm} packed {n} samples into {packing.n_bins} sequences in {packing_seconds:.3f}s "
         f"({n / max(packing_seconds, 1e-9):.0f} items/s, {lengths.nbytes / max(packing_seconds, 1e-9):.0f} bytes/s); "
-        f"lower bound {stats['lowerBoundSequences']}")
+        f"lower bound {stats['lowerBoundSequences']} ({stats['lowerBoundMethod']}), "
+        f"gap {100 * stats['gapToLowerBound']:.4f}%")
     throughput("plan (total)", n, lengths.nbytes, time.perf_counter() - started)
     return {"stats": stats, "output": out}

@@ -2,84 +2,68 @@
 
 Everything works on *size classes* instead of single items: lengths are small integers
 (<= capacity), so one `bincount` gives the number of items of each length (`classes`), the
-packers decide how many items of each length go into which sequence (`Incidences`: size, bin,
-count), and a final linear-time assignment maps the items of each length, in input order, onto
-those slots (`assign`).
+packers decide how many items of each length go into which sequences (`Runs`), and a final
+linear-time assignment maps the items of each length, in input order, onto those slots (`assign`).
 
+- `planner`: BFD, the lower bound (`bounds`) and, where the bound says BFD may be far from the
+  optimum, improvement passes (`countmax`, `closing`, `completion`); never more sequences than BFD;
 - `bfd`: best-fit-decreasing on size classes, exactly item-by-item BFD's sequence count;
-- `closing`: the closing pass (exact fill on the length histogram), on by default in `pack`,
-  kept only if it uses strictly fewer sequences than BFD, so it is never worse;
 - `ffd`: first-fit-decreasing (the same runs, a block maximum over the residuals);
 - `packing`: the `Packing` result (item -> sequence) and the shared types.
 """
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import numpy as np
 
 from .assign import assign
-from .bfd import bfd, bin_loads, incidences
 from .classes import LengthClasses
-from .closing import exact_fill
 from .ffd import first_fit_decreasing
-from .packing import Incidences, Packing
+from .packing import Packing, Runs, SizeClassPlan
+from .planner import plan_size_classes
 
-__all__ = ["ALGORITHMS", "Packing", "best_fit_decreasing", "first_fit_decreasing", "pack", "plan_size_classes"]
-
-
-class SizeClassPlan(NamedTuple):
-    """`info`: bfdSequences, closingPass ('off' / 'skipped' / 'not better' / 'used')."""
-
-    n_bins: int
-    incidences: Incidences
-    loads: np.ndarray
-    info: dict
+__all__ = ["ALGORITHMS", "Packing", "Runs", "SizeClassPlan", "best_fit_decreasing", "check_arguments",
+           "first_fit_decreasing", "pack", "plan_size_classes"]
 
 
-def closing_worthwhile(n_bins: int, lower: int) -> bool:
-    """Run the closing pass only where BFD leaves room: >= 2 sequences and >= 0.01% above the
-    lower bound (on wide length mixes BFD is already within a sequence or two of it)."""
-    excess = n_bins - lower
-    return excess >= 2 and excess * 10000 > lower
+def check_arguments(lengths: np.ndarray, capacity: int) -> np.ndarray:
+    """The lengths as an integer array; ValueError for a capacity that is not a positive integer
+    or lengths that are not integers (floats are refused, not truncated)."""
+    if isinstance(capacity, bool) or not isinstance(capacity, (int, np.integer)) or capacity <= 0:
+        raise ValueError(f"capacity must be a positive integer, got {capacity!r}")
+    lengths = np.asarray(lengths)
+    if lengths.ndim != 1:
+        raise ValueError(f"lengths must be one-dimensional, got shape {lengths.shape}")
+    if lengths.size and not np.issubdtype(lengths.dtype, np.integer):
+        raise ValueError(f"lengths must be integers, got {lengths.dtype}")
+    return lengths
 
 
-def plan_size_classes(counts: np.ndarray, capacity: int, closing: bool = True) -> SizeClassPlan:
-    """BFD of `counts[s]` items of each length s, then the closing pass if it is worthwhile and
-    strictly better."""
-    counts = np.asarray(counts)
-    plain = bfd(counts, capacity)
-    info = {"bfdSequences": plain.n_bins, "closingPass": "off"}
-    if closing:
-        tokens = int(np.dot(counts[1 : capacity + 1].astype(np.int64), np.arange(1, capacity + 1, dtype=np.int64)))
-        lower = -(-tokens // capacity)
-        info["closingPass"] = "skipped"
-        if closing_worthwhile(plain.n_bins, lower):
-            closed = exact_fill(counts, capacity)
-            info["closingPass"] = "not better"
-            if closed is not None and closed.n_bins < plain.n_bins:
-                info["closingPass"] = "used"
-                return SizeClassPlan(closed.n_bins, closed.incidences, closed.loads, info)
-    return SizeClassPlan(plain.n_bins, incidences(plain.steps), bin_loads(plain.n_bins, capacity, plain.open_bins), info)
-
-
-def _best_fit(lengths: np.ndarray, capacity: int, closing: bool) -> Packing:
+def _best_fit(lengths: np.ndarray, capacity: int, improve: bool) -> Packing:
+    lengths = check_arguments(lengths, capacity)
+    capacity = int(capacity)
     classes = LengthClasses(lengths, capacity)
-    plan = plan_size_classes(classes.counts(), capacity, closing)
-    return assign(classes, capacity, plan.incidences, plan.n_bins, plan.loads)
+    plan = plan_size_classes(classes.counts(), capacity, improve)
+    return assign(classes, plan.runs, plan.n_bins, plan.loads, plan.info)
 
 
 def best_fit_decreasing(lengths: np.ndarray, capacity: int) -> Packing:
-    """Plain BFD (no closing pass)."""
-    return _best_fit(lengths, capacity, closing=False)
+    """Plain BFD (no improvement pass)."""
+    return _best_fit(lengths, capacity, improve=False)
 
 
-ALGORITHMS = {"BestFitDecreasing": best_fit_decreasing, "FirstFitDecreasing": first_fit_decreasing}
+def _first_fit(lengths: np.ndarray, capacity: int) -> Packing:
+    return first_fit_decreasing(check_arguments(lengths, capacity), int(capacity))
 
 
-def pack(lengths: np.ndarray, capacity: int, algorithm: str = "BestFitDecreasing", closing: bool = True) -> Packing:
-    """Plan with `algorithm`; for BFD, `closing` (default on) adds the exact-fill closing pass,
-    kept only when it gives strictly fewer sequences."""
+ALGORITHMS = {"BestFitDecreasing": best_fit_decreasing, "FirstFitDecreasing": _first_fit}
+
+
+def pack(lengths: np.ndarray, capacity: int, algorithm: str = "BestFitDecreasing", improve: bool = True) -> Packing:
+    """Plan with `algorithm`. Items of length <= 0 or > capacity are not placed (bin -1). For BFD,
+    `improve` (default on) lets the planner try its passes where BFD may be far from the bound;
+    the plan never has more sequences than plain BFD and is deterministic."""
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"algorithm must be one of {', '.join(ALGORITHMS)}, got {algorithm!r}")
     if algorithm != "BestFitDecreasing":
         return ALGORITHMS[algorithm](lengths, capacity)
-    return _best_fit(lengths, capacity, closing)
+    return _best_fit(lengths, capacity, improve)

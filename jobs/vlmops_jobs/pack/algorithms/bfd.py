@@ -10,8 +10,8 @@ residual values (the best fit is the lowest set bit at or above `s`). The sequen
 exactly that of item-by-item BFD with any tie-breaking; the tie-breaking here is deterministic:
 items of equal length in input order, bins of equal residual in the order they reached it.
 
-Bin ids live in runs `(start, stop)` (pure Python, no per-step numpy) because new bins come in
-ranges and every queue is FIFO.
+Bin ids live in runs `(start, stop)` (pure Python, one loop without calls: this loop is most of
+the plan's time on wide length mixes) because new bins come in ranges and every queue is FIFO.
 """
 from __future__ import annotations
 
@@ -22,37 +22,27 @@ from typing import Iterable, NamedTuple
 import numpy as np
 
 from .classes import size_counts
-from .packing import Incidences
+from .packing import Runs
 
-Runs = list[tuple[int, int]]  # [start, stop) runs of consecutive bin ids
-
-
-class Step(NamedTuple):
-    """`placed` items of length `size` go, in order, `per_bin` to each bin of `bins` (the last
-    bin takes the rest)."""
-
-    size: int
-    bins: Runs
-    per_bin: int
-    placed: int
+BinRuns = list[tuple[int, int]]  # [start, stop) runs of consecutive bin ids
 
 
 class OpenBins(NamedTuple):
     """Bins left with `residual` free tokens."""
 
     residual: int
-    bins: Runs
+    bins: BinRuns
 
 
 class BfdResult(NamedTuple):
-    """`steps` in decreasing size; `open_bins`: the bins left with room (every other is full)."""
+    """`runs` in decreasing size; `open_bins`: the bins left with room (every other is full)."""
 
     n_bins: int
-    steps: list[Step]
+    runs: Runs
     open_bins: list[OpenBins]
 
 
-def consecutive_runs(ids: np.ndarray) -> Runs:
+def consecutive_runs(ids: np.ndarray) -> BinRuns:
     """Bin ids -> list of [start, stop) runs of consecutive ids."""
     ids = np.asarray(ids, dtype=np.int64)
     if ids.size == 0:
@@ -63,104 +53,93 @@ def consecutive_runs(ids: np.ndarray) -> Runs:
     return list(zip(starts.tolist(), stops.tolist()))
 
 
-class _ResidualQueues:
-    """Open bins by residual: a FIFO of runs and a bin count per residual, and a bitmask of the
-    non-empty residuals (bit r set <=> some open bin has residual r > 0)."""
-
-    def __init__(self) -> None:
-        self.queues: dict[int, deque] = {}
-        self.counts: dict[int, int] = {}
-        self.nonempty = 0
-
-    def best_fit(self, size: int) -> int | None:
-        """The smallest residual >= size, by bit tricks."""
-        above = self.nonempty >> size
-        if not above:
-            return None
-        return size + (above & -above).bit_length() - 1
-
-    def push(self, residual: int, runs: Runs, n_bins: int) -> None:
-        queue = self.queues.get(residual)
-        if queue is None:
-            self.queues[residual] = deque(runs)
-            self.counts[residual] = n_bins
-            self.nonempty |= 1 << residual
-        else:
-            queue.extend(runs)
-            self.counts[residual] += n_bins
-
-    def take(self, residual: int, n_bins: int) -> Runs:
-        """The first `n_bins` bins with `residual`, in FIFO order."""
-        queue = self.queues[residual]
-        got = []
-        need = n_bins
-        while need:
-            start, stop = queue[0]
-            if stop - start <= need:
-                got.append((start, stop))
-                need -= stop - start
-                queue.popleft()
-            else:
-                got.append((start, start + need))
-                queue[0] = (start + need, stop)
-                need = 0
-        left = self.counts[residual] - n_bins
-        if left == 0:
-            del self.queues[residual], self.counts[residual]
-            self.nonempty ^= 1 << residual
-        else:
-            self.counts[residual] = left
-        return got
-
-    def requeue(self, step: Step, residual: int, n_used: int) -> None:
-        """Put a step's `n_used` bins (all with `residual` before it) back with what they have left."""
-        last = step.placed - (n_used - 1) * step.per_bin  # items in the last bin of this step
-        start, stop = step.bins[-1]
-        if n_used > 1:
-            left = residual - step.per_bin * step.size
-            if left > 0:
-                self.push(left, step.bins[:-1] + [(start, stop - 1)] if stop - 1 > start else step.bins[:-1],
-                          n_used - 1)
-        left = residual - last * step.size
-        if left > 0:
-            self.push(left, [(stop - 1, stop)], 1)
-
-    def groups(self) -> list[OpenBins]:
-        return [OpenBins(residual, list(queue)) for residual, queue in self.queues.items()]
-
-
 def bfd(counts: np.ndarray, capacity: int, open_bins: Iterable[tuple[int, np.ndarray]] = (),
         n_bins: int = 0) -> BfdResult:
     """BFD of `counts[s]` items of each length s (see the module docstring).
 
     `open_bins`: already open bins as (residual, bin ids) groups, tried first-come first-served
     among equal residuals; new bins are numbered from `n_bins`."""
-    queues = _ResidualQueues()
+    queues: dict[int, deque] = {}  # residual -> FIFO of bin runs
+    held: dict[int, int] = {}  # residual -> bins in its queue
+    nonempty = 0  # bit r set <=> some open bin has residual r > 0
     for residual, ids in open_bins:
         runs = consecutive_runs(ids)
+        residual = int(residual)
         if residual > 0 and runs:
-            queues.push(int(residual), runs, sum(stop - start for start, stop in runs))
+            if residual not in queues:
+                queues[residual], held[residual] = deque(), 0
+                nonempty |= 1 << residual
+            queues[residual].extend(runs)
+            held[residual] += sum(stop - start for start, stop in runs)
     counts = np.asarray(counts)
     sizes = np.flatnonzero(counts[1 : capacity + 1])[::-1] + 1
-    steps = []
+    rows: list[int] = []  # size, first, n_bins, per_bin, placed (flat)
     for size, left in zip(sizes.tolist(), counts[sizes].tolist()):
         while left > 0:
-            residual = queues.best_fit(size)
-            if residual is not None:
+            above = nonempty >> size
+            if above:  # best fit: the smallest residual >= size; take its first n_used bins
+                residual = size + (above & -above).bit_length() - 1
                 per_bin = residual // size
-                n_used = min(-(-left // per_bin), queues.counts[residual])
-                runs = queues.take(residual, n_used)
-            else:
-                residual = capacity
-                per_bin = residual // size
+                have = held[residual]
                 n_used = -(-left // per_bin)
-                runs = [(n_bins, n_bins + n_used)]
+                if n_used >= have:
+                    n_used = have
+                    got = list(queues.pop(residual))
+                    del held[residual]
+                    nonempty ^= 1 << residual
+                else:
+                    held[residual] = have - n_used
+                    queue = queues[residual]
+                    got = []
+                    need = n_used
+                    while need:
+                        start, stop = queue[0]
+                        if stop - start <= need:
+                            got.append((start, stop))
+                            need -= stop - start
+                            queue.popleft()
+                        else:
+                            got.append((start, start + need))
+                            queue[0] = (start + need, stop)
+                            need = 0
+            else:  # new bins
+                residual = capacity
+                per_bin = capacity // size
+                n_used = -(-left // per_bin)
+                got = [(n_bins, n_bins + n_used)]
                 n_bins += n_used
-            step = Step(size, runs, per_bin, min(n_used * per_bin, left))
-            steps.append(step)
-            left -= step.placed
-            queues.requeue(step, residual, n_used)
-    return BfdResult(n_bins, steps, queues.groups())
+            placed = n_used * per_bin
+            if placed > left:
+                placed = left
+            for start, stop in got:
+                rows += (size, start, stop - start, per_bin, (stop - start) * per_bin)
+            last = placed - (n_used - 1) * per_bin  # items in the step's last bin
+            rows[-1] -= per_bin - last
+            left -= placed
+            # requeue: every bin but the last keeps residual - per_bin*size, the last residual - last*size
+            start, stop = got[-1]
+            rest = residual - per_bin * size
+            if n_used > 1 and rest > 0:
+                if stop - 1 > start:
+                    got[-1] = (start, stop - 1)
+                else:
+                    got.pop()
+                if rest in queues:
+                    queues[rest].extend(got)
+                    held[rest] += n_used - 1
+                else:
+                    queues[rest], held[rest] = deque(got), n_used - 1
+                    nonempty |= 1 << rest
+            rest = residual - last * size
+            if rest > 0:
+                if rest in queues:
+                    queues[rest].append((stop - 1, stop))
+                    held[rest] += 1
+                else:
+                    queues[rest], held[rest] = deque([(stop - 1, stop)]), 1
+                    nonempty |= 1 << rest
+    table = np.array(rows, dtype=np.int64).reshape(-1, 5)
+    return BfdResult(n_bins, Runs(*table.T), [OpenBins(r, list(q)) for r, q in queues.items()])
 
 
 def bfd_count(lengths: np.ndarray, capacity: int) -> int:
@@ -186,21 +165,3 @@ def bin_loads(n_bins: int, capacity: int, open_bins: list[OpenBins]) -> np.ndarr
         ids, run_lengths = _expand_runs(bounds)
         loads[ids] = capacity - np.repeat(np.asarray(residuals, dtype=np.int64), run_lengths)
     return loads
-
-
-def incidences(steps: list[Step]) -> Incidences:
-    """Steps -> incidences, one row per (step, bin)."""
-    if not steps:
-        return Incidences.empty()
-    n_steps = len(steps)
-    runs_per_step = np.fromiter(map(len, (step.bins for step in steps)), np.int64, n_steps)
-    bounds = np.fromiter(chain.from_iterable(chain.from_iterable(step.bins for step in steps)), np.int64,
-                         2 * int(runs_per_step.sum()))
-    ids, run_lengths = _expand_runs(bounds)
-    bins_per_step = np.add.reduceat(run_lengths, np.cumsum(runs_per_step) - runs_per_step)
-    per_bin = np.fromiter((step.per_bin for step in steps), np.int64, n_steps)
-    placed = np.fromiter((step.placed for step in steps), np.int64, n_steps)
-    sizes = np.fromiter((step.size for step in steps), np.int64, n_steps)
-    counts = np.repeat(per_bin, bins_per_step)
-    counts[np.cumsum(bins_per_step) - 1] = placed - (bins_per_step - 1) * per_bin  # the last bin takes the rest
-    return Incidences(np.repeat(sizes, bins_per_step), ids, counts)

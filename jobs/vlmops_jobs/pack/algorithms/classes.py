@@ -3,44 +3,31 @@ from __future__ import annotations
 
 import numpy as np
 
-BLOCK = 1 << 16  # items per counting/assignment block
+BLOCK = 1 << 16  # items per counting/assignment block (the assignment's 32-bit sort keys need <= 2**16)
 
 
 class LengthClasses:
     """Length classes of the items, counted block by block (`BLOCK` items).
 
     Class of item i = its length; `capacity + 1` if it is longer, 0 if it is <= 0 (both dropped).
-    `classes` holds them as uint16 when `capacity < 65535` (else int64); `block_counts[j, s]` =
-    items of class s in block j; `class_counts` = their sum."""
+    `classes` is the lengths array itself when every length is a class already (nothing to drop),
+    else a clipped copy; `small`: every class < 2**16 (the assignment sorts 32-bit keys);
+    `block_counts[j, s]` = items of class s in block j; `class_counts` = their sum."""
 
     def __init__(self, lengths: np.ndarray, capacity: int):
         lengths = np.asarray(lengths)
         if not np.issubdtype(lengths.dtype, np.integer):
-            lengths = lengths.astype(np.int64)
+            raise ValueError(f"lengths must be integers, got {lengths.dtype}")
         self.capacity = capacity
         self.n = n = lengths.size
         self.n_classes = capacity + 2
-        too_long = capacity + 1
         self.small = self.n_classes <= 65536
-        longest = int(lengths.max()) if n else 0
-        if self.small:
-            self.classes = np.empty(n, dtype=np.uint16)
-        elif longest > too_long or (n and int(lengths.min()) < 0):
-            self.classes = lengths = np.clip(lengths, 0, too_long).astype(np.int64)
-        else:
-            self.classes = lengths
+        if n and (int(lengths.min()) < 1 or int(lengths.max()) > capacity):
+            lengths = np.clip(lengths, 0, capacity + 1).astype(np.uint16 if self.small else np.int64)
+        self.classes = lengths
         self.block_counts = np.empty((max(1, -(-n // BLOCK)), self.n_classes), dtype=np.int32)
         for j in range(self.block_counts.shape[0]):
-            block = lengths[j * BLOCK : (j + 1) * BLOCK]
-            if longest > too_long:
-                block = np.minimum(block, too_long)
-            try:
-                self.block_counts[j] = np.bincount(block, minlength=self.n_classes)
-            except ValueError:  # negative lengths
-                block = np.maximum(block, 0)
-                self.block_counts[j] = np.bincount(block, minlength=self.n_classes)
-            if self.small:
-                self.classes[j * BLOCK : (j + 1) * BLOCK] = block
+            self.block_counts[j] = np.bincount(lengths[j * BLOCK : (j + 1) * BLOCK], minlength=self.n_classes)
         self.class_counts = self.block_counts.sum(axis=0, dtype=np.int64)
 
     def counts(self) -> np.ndarray:

@@ -17,13 +17,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .bfd import OpenBins, bfd, bin_loads, incidences
-from .packing import Incidences
+from .bfd import OpenBins, bfd, bin_loads
+from .packing import Runs
 
 
 class ExactFill(NamedTuple):
     n_bins: int
-    incidences: Incidences
+    runs: Runs
     loads: np.ndarray
 
 
@@ -66,8 +66,8 @@ class _Fill:
         self.spare = np.zeros(capacity + 1, dtype=np.int64)
         self.spare[sizes] = reserved + body - n_body * per_bin  # reserve + body remainders
         self.n_bins = int(n_body.sum())
-        self.pieces: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = [
-            (np.repeat(sizes, n_body), np.arange(self.n_bins, dtype=np.int64), np.repeat(per_bin, n_body))]
+        self.body = Runs(sizes, np.cumsum(n_body) - n_body, n_body, per_bin, n_body * per_bin)  # one run per length
+        self.pieces: list[tuple[np.ndarray, np.ndarray]] = []  # fillers: (sizes, bins), one item each
         per_residual = np.bincount(residuals, weights=n_body, minlength=capacity + 1).astype(np.int64)
         self.demand = per_residual.copy()  # bins per residual still to complete
         self.demand[0] = 0
@@ -80,7 +80,7 @@ class _Fill:
 
     def add(self, sizes: np.ndarray, bins: np.ndarray) -> None:
         """One item of `sizes[i]` into bin `bins[i]`."""
-        self.pieces.append((sizes, bins, np.ones(bins.size, np.int64)))
+        self.pieces.append((sizes, bins))
 
     def fill_singles(self) -> None:
         """Complete residual r with one spare item of length r where there is one."""
@@ -133,15 +133,23 @@ class _Fill:
         self.add(residual - first, bins)
         return filled
 
-    def incidences(self, rest: Incidences) -> Incidences:
-        pieces = self.pieces + [tuple(rest)]
-        return Incidences(*(np.concatenate([piece[i] for piece in pieces]) for i in range(3)))
+    def runs(self, rest: Runs) -> Runs:
+        """The bodies, the fillers (runs of one length over consecutive sequences), then the BFD
+        of the rest, grouped by length."""
+        if not self.pieces:
+            return Runs.concat([self.body, rest])
+        sizes, bins = (np.concatenate([piece[i] for piece in self.pieces]) for i in range(2))
+        cut = np.flatnonzero((sizes[1:] != sizes[:-1]) | (bins[1:] != bins[:-1] + 1)) + 1
+        starts = np.concatenate(([0], cut))
+        lengths = np.diff(np.append(starts, sizes.size))
+        fillers = Runs(sizes[starts], bins[starts], lengths, np.ones_like(lengths), lengths)
+        return Runs.concat([self.body, fillers, rest])
 
 
 class _Attempt(NamedTuple):
     n_bins: int
     n_unfilled: int
-    incidences: Incidences
+    runs: Runs
     open_bins: list[OpenBins]
 
 
@@ -168,7 +176,7 @@ def _attempt(shape: _BodyShape, capacity: int, reserve: float) -> _Attempt:
     unfilled = fill.fill_pairs(shape.shortest, shape.longest)
     rest = bfd(fill.spare, capacity, open_bins=unfilled, n_bins=fill.n_bins)
     n_unfilled = sum(bins.size for _, bins in unfilled)
-    return _Attempt(rest.n_bins, n_unfilled, fill.incidences(incidences(rest.steps)), rest.open_bins)
+    return _Attempt(rest.n_bins, n_unfilled, fill.runs(rest.runs), rest.open_bins)
 
 
 def exact_fill(counts: np.ndarray, capacity: int, tries: int = 3) -> ExactFill | None:
@@ -192,4 +200,4 @@ def exact_fill(counts: np.ndarray, capacity: int, tries: int = 3) -> ExactFill |
         if not attempt.n_unfilled:
             break
         reserve = min(1.0, reserve + 2.2 * attempt.n_unfilled / max(n, 1))  # each unmatched bin lacked ~2 fillers
-    return ExactFill(best.n_bins, best.incidences, bin_loads(best.n_bins, capacity, best.open_bins))
+    return ExactFill(best.n_bins, best.runs, bin_loads(best.n_bins, capacity, best.open_bins))
