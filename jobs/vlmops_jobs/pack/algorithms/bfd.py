@@ -5,8 +5,9 @@ that still fits it, else a new bin. For a run of `k` items of length `s`, the be
 residual `r` (smallest `r >= s`); after one item it has `r - s`, and if that is still `>= s` it
 is again the best bin (no open bin has a residual in `[s, r)`), so the bin takes `r // s` items
 in a row. Bins with equal residuals are interchangeable for everything that follows, so the
-packer keeps, for each residual value, a FIFO of runs of bin ids, and a bitmask of the non-empty
-residual values (the best fit is the lowest set bit at or above `s`). The sequence count is
+packer keeps, for each residual value, a FIFO of runs of bin ids, and a bitmap of the non-empty
+residual values (the best fit is the lowest set bit at or above `s`; two levels of 64-bit words, so
+each query is a few small-int operations). The sequence count is
 exactly that of item-by-item BFD with any tie-breaking; the tie-breaking here is deterministic:
 items of equal length in input order, bins of equal residual in the order they reached it.
 
@@ -61,14 +62,17 @@ def bfd(counts: np.ndarray, capacity: int, open_bins: Iterable[tuple[int, np.nda
     among equal residuals; new bins are numbered from `n_bins`."""
     queues: dict[int, deque] = {}  # residual -> FIFO of bin runs
     held: dict[int, int] = {}  # residual -> bins in its queue
-    nonempty = 0  # bit r set <=> some open bin has residual r > 0
+    # residuals with open bins, as a two-level bitmap of 64-bit words (small ints: no big-int copies)
+    words = [0] * ((capacity >> 6) + 1)  # bit r & 63 of words[r >> 6] <=> some open bin has residual r
+    summary = 0  # bit w <=> words[w] != 0
     for residual, ids in open_bins:
         runs = consecutive_runs(ids)
         residual = int(residual)
         if residual > 0 and runs:
             if residual not in queues:
                 queues[residual], held[residual] = deque(), 0
-                nonempty |= 1 << residual
+                words[residual >> 6] |= 1 << (residual & 63)
+                summary |= 1 << (residual >> 6)
             queues[residual].extend(runs)
             held[residual] += sum(stop - start for start, stop in runs)
     counts = np.asarray(counts)
@@ -76,9 +80,19 @@ def bfd(counts: np.ndarray, capacity: int, open_bins: Iterable[tuple[int, np.nda
     rows: list[int] = []  # size, first, n_bins, per_bin, placed (flat)
     for size, left in zip(sizes.tolist(), counts[sizes].tolist()):
         while left > 0:
-            above = nonempty >> size
-            if above:  # best fit: the smallest residual >= size; take its first n_used bins
-                residual = size + (above & -above).bit_length() - 1
+            w = size >> 6  # best fit: the smallest residual >= size
+            bits = words[w] >> (size & 63)
+            if bits:
+                residual = size + (bits & -bits).bit_length() - 1
+            else:
+                higher = summary >> (w + 1)
+                if higher:
+                    w += (higher & -higher).bit_length()
+                    bits = words[w]
+                    residual = (w << 6) + (bits & -bits).bit_length() - 1
+                else:
+                    residual = 0
+            if residual:  # take the first n_used bins of that residual
                 per_bin = residual // size
                 have = held[residual]
                 n_used = -(-left // per_bin)
@@ -86,7 +100,10 @@ def bfd(counts: np.ndarray, capacity: int, open_bins: Iterable[tuple[int, np.nda
                     n_used = have
                     got = list(queues.pop(residual))
                     del held[residual]
-                    nonempty ^= 1 << residual
+                    w = residual >> 6
+                    words[w] ^= 1 << (residual & 63)
+                    if not words[w]:
+                        summary ^= 1 << w
                 else:
                     held[residual] = have - n_used
                     queue = queues[residual]
@@ -129,7 +146,8 @@ def bfd(counts: np.ndarray, capacity: int, open_bins: Iterable[tuple[int, np.nda
                     held[rest] += n_used - 1
                 else:
                     queues[rest], held[rest] = deque(got), n_used - 1
-                    nonempty |= 1 << rest
+                    words[rest >> 6] |= 1 << (rest & 63)
+                    summary |= 1 << (rest >> 6)
             rest = residual - last * size
             if rest > 0:
                 if rest in queues:
@@ -137,7 +155,8 @@ def bfd(counts: np.ndarray, capacity: int, open_bins: Iterable[tuple[int, np.nda
                     held[rest] += 1
                 else:
                     queues[rest], held[rest] = deque([(stop - 1, stop)]), 1
-                    nonempty |= 1 << rest
+                    words[rest >> 6] |= 1 << (rest & 63)
+                    summary |= 1 << (rest >> 6)
     table = np.array(rows, dtype=np.int64).reshape(-1, 5)
     return BfdResult(n_bins, Runs(*table.T), [OpenBins(r, list(q)) for r, q in queues.items()])
 
