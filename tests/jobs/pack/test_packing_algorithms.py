@@ -147,7 +147,7 @@ def test_every_pass_alone_is_a_valid_packing(name, arg):
     candidate = PASSES[name](classes.counts(), C)
     if candidate is None:
         return
-    p = assign(classes, candidate.runs, candidate.n_bins, candidate.loads)
+    p = assign(classes, candidate.runs, candidate.n_bins, candidate.loads())
     check(p, L, C)
 
 

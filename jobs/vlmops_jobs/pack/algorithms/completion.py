@@ -9,14 +9,16 @@ allow (`patterns.use`), so the cost depends on the distinct lengths, not on the 
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 
 from .packing import Runs
 from .patterns import PatternPlan
 
 
-def completion(counts: np.ndarray, capacity: int) -> tuple[int, Runs, np.ndarray]:
-    """(sequences, runs, loads) of the exact-completion packing of `counts[s]` items of length s."""
+def completion(counts: np.ndarray, capacity: int) -> tuple[int, Runs, Callable[[], np.ndarray]]:
+    """(sequences, runs, loads on demand) of the exact-completion packing of `counts[s]` items of length s."""
     counts = np.asarray(counts, dtype=np.int64)
     sizes = np.flatnonzero(counts[1 : capacity + 1]) + 1
     left = [0] * (capacity + 1)
@@ -32,13 +34,20 @@ def completion(counts: np.ndarray, capacity: int) -> tuple[int, Runs, np.ndarray
         pattern = {first: 1}
         left[first] -= 1
         r = capacity - first
+        double = 2 * first
         while r > 0:
+            if r > double and left[first] > 0:  # nothing completes r yet: more of the longest at once
+                t = min((r - double + first - 1) // first, left[first])
+                pattern[first] += t
+                left[first] -= t
+                r -= t * first
+                continue
             if left[r] > 0:  # one item of exactly r
                 pattern[r] = pattern.get(r, 0) + 1
                 left[r] -= 1
                 break
             # a + (r - a): none when r is over twice the longest item left
-            pairs = present & (mirrored >> (capacity - r)) & ((1 << (r // 2 + 1)) - 1) if r <= 2 * first else 0
+            pairs = present & (mirrored >> (capacity - r)) & ((1 << (r // 2 + 1)) - 1) if r <= double else 0
             while pairs:
                 a = pairs.bit_length() - 1
                 b = r - a
@@ -75,4 +84,4 @@ def completion(counts: np.ndarray, capacity: int) -> tuple[int, Runs, np.ndarray
                 present ^= 1 << s
                 mirrored ^= 1 << (capacity - s)
         plan.add(pattern, mult)
-    return plan.n_bins, plan.runs(), plan.loads()
+    return plan.n_bins, plan.runs(), plan.loads

@@ -30,7 +30,7 @@ CARDINALITY_NEAR = 0.9  # cardinality bound / volume bound above which counts bi
 class _Candidate(NamedTuple):
     n_bins: int
     runs: Runs
-    loads: np.ndarray
+    loads: Callable[[], np.ndarray]  # computed for the plan kept only
 
 
 def worth_improving(n_bins: int, bound: int) -> bool:
@@ -40,25 +40,26 @@ def worth_improving(n_bins: int, bound: int) -> bool:
 
 def _bfd(counts: np.ndarray, capacity: int) -> _Candidate:
     plain = bfd(counts, capacity)
-    return _Candidate(plain.n_bins, plain.runs, bin_loads(plain.n_bins, capacity, plain.open_bins))
+    return _Candidate(plain.n_bins, plain.runs, lambda: bin_loads(plain.n_bins, capacity, plain.open_bins))
 
 
 def _countmax(counts: np.ndarray, capacity: int) -> _Candidate:
     n_bins, runs, loads, left = layered(counts, capacity)
     if not left.any():
-        return _Candidate(n_bins, runs, loads)
+        return _Candidate(n_bins, runs, lambda: loads)
     rest = bfd(left, capacity, n_bins=n_bins)
-    rest_loads = bin_loads(rest.n_bins, capacity, rest.open_bins)[n_bins:]
-    return _Candidate(rest.n_bins, Runs.concat([runs, rest.runs]), np.concatenate([loads, rest_loads]))
+    return _Candidate(rest.n_bins, Runs.concat([runs, rest.runs]),
+                      lambda: np.concatenate([loads, bin_loads(rest.n_bins, capacity, rest.open_bins)[n_bins:]]))
 
 
 def _closing(counts: np.ndarray, capacity: int) -> _Candidate | None:
     closed = exact_fill(counts, capacity)
-    return None if closed is None else _Candidate(closed.n_bins, closed.runs, closed.loads)
+    return None if closed is None else _Candidate(closed.n_bins, closed.runs, lambda: closed.loads)
 
 
 def _completion(counts: np.ndarray, capacity: int) -> _Candidate:
-    return _Candidate(*completion(counts, capacity))
+    n_bins, runs, loads = completion(counts, capacity)
+    return _Candidate(n_bins, runs, loads)
 
 
 PASSES: dict[str, Callable[[np.ndarray, int], _Candidate | None]] = {
@@ -100,7 +101,7 @@ def plan_size_classes(counts: np.ndarray, capacity: int, improve: bool = True) -
     info = {"bfdSequences": bfd_sequences, "lowerBound": bound.sequences,
             "lowerBoundMethod": bound.method, "gapToLowerBound": gap(best.n_bins, bound.sequences), "pass": name,
             "passesTried": tried}
-    return SizeClassPlan(best.n_bins, best.runs, best.loads, info)
+    return SizeClassPlan(best.n_bins, best.runs, best.loads(), info)
 
 
 def gap(n_bins: int, bound: int) -> float:
