@@ -22,12 +22,16 @@ class LengthClasses:
         self.n = n = lengths.size
         self.n_classes = capacity + 2
         self.small = self.n_classes <= 65536
-        if n and (int(lengths.min()) < 1 or int(lengths.max()) > capacity):
-            lengths = np.clip(lengths, 0, capacity + 1).astype(np.uint16 if self.small else np.int64)
-        self.classes = lengths
+        clip = bool(n) and (int(lengths.min()) < 1 or int(lengths.max()) > capacity)
+        self.classes = np.empty(n, dtype=np.uint16 if self.small else np.int64) if clip else lengths
         self.block_counts = np.empty((max(1, -(-n // BLOCK)), self.n_classes), dtype=np.int32)
+        buffer = np.empty(min(n, BLOCK), dtype=np.int64)
         for j in range(self.block_counts.shape[0]):
-            self.block_counts[j] = np.bincount(lengths[j * BLOCK : (j + 1) * BLOCK], minlength=self.n_classes)
+            block = lengths[j * BLOCK : (j + 1) * BLOCK]
+            if clip:  # in a cache-sized buffer, then stored as classes
+                block = np.clip(block, 0, capacity + 1, out=buffer[: block.size], casting="unsafe")
+                self.classes[j * BLOCK : j * BLOCK + block.size] = block
+            self.block_counts[j] = np.bincount(block, minlength=self.n_classes)
         self.class_counts = self.block_counts.sum(axis=0, dtype=np.int64)
 
     def counts(self) -> np.ndarray:
