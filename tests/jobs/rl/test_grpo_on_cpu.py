@@ -116,3 +116,22 @@ def test_a_killed_run_resumes_from_its_checkpoint_and_ends_like_an_uninterrupted
     a = {p["step"]: p["reward"] for p in _curve(uninterrupted)}
     b = {p["step"]: p["reward"] for p in _curve(out)}
     assert b == a
+
+
+def test_the_backbone_trl_scores_with_gives_the_models_own_logits(task):
+    """TRL's fused LM head applies lm_head to `base_model`'s last hidden state: through the view it
+    must equal the model's own forward (image splice included)."""
+    import torch
+
+    from vlmops_jobs.rl import prompts as pr
+    from vlmops_jobs.rl.policy import for_grpo, load
+
+    model, proc = load(str(task["policy"]))
+    p = pr.read(str(task["prompts"]))[0]
+    text = proc.apply_chat_template(pr.messages(p, "answerOnly"), tokenize=False, add_generation_prompt=True)
+    inp = proc(text=[text], images=pr.load_images(str(task["prompts"].parent), p.images), return_tensors="pt")
+    with torch.no_grad():
+        want = model(**inp).logits
+        hidden = for_grpo(model).base_model(**inp).last_hidden_state
+        assert torch.allclose(model.lm_head(hidden), want, atol=1e-5)
+    assert type(model).__name__ == "LLaVAOneVision1_5_ForConditionalGeneration" and model._auto_class is None
