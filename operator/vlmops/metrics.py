@@ -18,6 +18,9 @@ CHILD_FAILURES = Counter("vlmops_child_failures_total", "Child Jobs/PyTorchJobs 
 # Mirrored from status so dashboards need no storage access.
 PACKING_EFFICIENCY = Gauge("vlmops_packing_efficiency", "tokens / (sequences * length)", ["namespace", "name"])
 PACKING_COMPRESSION = Gauge("vlmops_packing_compression_ratio", "samples / sequences", ["namespace", "name"])
+PACKING_LOWER_BOUND = Gauge("vlmops_packing_lower_bound_sequences", "Best lower bound on the sequence count",
+                            ["namespace", "name"])
+PACKING_GAP = Gauge("vlmops_packing_gap_to_lower_bound", "sequences / lower bound - 1", ["namespace", "name"])
 BALANCE_SELECTED = Gauge("vlmops_balance_selected_samples", "Samples kept by balancing", ["namespace", "name"])
 BALANCE_ENTROPY = Gauge("vlmops_balance_entropy_bits", "Concept entropy", ["namespace", "name", "when"])
 BALANCE_GINI = Gauge("vlmops_balance_gini", "Concept Gini coefficient", ["namespace", "name", "when"])
@@ -26,13 +29,21 @@ TRAIN_TOKENS = Gauge("vlmops_stage_tokens_per_second", "Training tokens/s (from 
 TRAIN_MFU = Gauge("vlmops_stage_mfu", "Training MFU (from status)", ["namespace", "name"])
 EVAL_SCORE = Gauge("vlmops_eval_score", "lmms-eval metric value", ["namespace", "suite", "task", "metric"])
 EVAL_PASSED = Gauge("vlmops_eval_passed", "Thresholds passed", ["namespace", "suite"])
+RL_STEP = Gauge("vlmops_rl_step", "GRPO step across phases (from status)", ["namespace", "name"])
+RL_REWARD = Gauge("vlmops_rl_reward_mean", "GRPO mean reward of the last step (from status)", ["namespace", "name"])
+RL_KL = Gauge("vlmops_rl_kl", "GRPO KL to the phase's starting policy (from status)", ["namespace", "name"])
+RL_TOKENS = Gauge("vlmops_rl_tokens_per_second", "GRPO tokens/s (from status)", ["namespace", "name"])
+RL_SELECTED = Gauge("vlmops_rl_selected_prompts", "Prompts kept by the selection rule", ["namespace", "name"])
 
 # Series that belong to one CR (labels namespace + name/suite), with their label names: removed with it.
 PER_CR = [(PACKING_EFFICIENCY, ("namespace", "name")), (PACKING_COMPRESSION, ("namespace", "name")),
+          (PACKING_LOWER_BOUND, ("namespace", "name")), (PACKING_GAP, ("namespace", "name")),
           (BALANCE_SELECTED, ("namespace", "name")), (BALANCE_ENTROPY, ("namespace", "name", "when")),
           (BALANCE_GINI, ("namespace", "name", "when")), (TRAIN_STEP, ("namespace", "name")),
           (TRAIN_TOKENS, ("namespace", "name")), (TRAIN_MFU, ("namespace", "name")),
-          (EVAL_SCORE, ("namespace", "suite", "task", "metric")), (EVAL_PASSED, ("namespace", "suite"))]
+          (EVAL_SCORE, ("namespace", "suite", "task", "metric")), (EVAL_PASSED, ("namespace", "suite")),
+          (RL_STEP, ("namespace", "name")), (RL_REWARD, ("namespace", "name")), (RL_KL, ("namespace", "name")),
+          (RL_TOKENS, ("namespace", "name")), (RL_SELECTED, ("namespace", "name"))]
 
 
 def remove_series(namespace: str, name: str, gauges: tuple) -> None:
@@ -58,8 +69,10 @@ JOB_METRICS = [
 OPERATOR_METRICS = [
     "vlmops_reconcile_total", "vlmops_reconcile_errors_total", "vlmops_reconcile_time_seconds",
     "vlmops_api_writes_total", "vlmops_resources", "vlmops_child_failures_total", "vlmops_packing_efficiency",
-    "vlmops_packing_compression_ratio", "vlmops_balance_selected_samples", "vlmops_balance_entropy_bits",
+    "vlmops_packing_compression_ratio", "vlmops_packing_lower_bound_sequences", "vlmops_packing_gap_to_lower_bound",
+    "vlmops_balance_selected_samples", "vlmops_balance_entropy_bits",
     "vlmops_balance_gini", "vlmops_stage_step", "vlmops_stage_tokens_per_second", "vlmops_stage_mfu",
-    "vlmops_eval_score", "vlmops_eval_passed",
+    "vlmops_eval_score", "vlmops_eval_passed", "vlmops_rl_step", "vlmops_rl_reward_mean", "vlmops_rl_kl",
+    "vlmops_rl_tokens_per_second", "vlmops_rl_selected_prompts",
 ]
 ALL_METRIC_NAMES = OPERATOR_METRICS + JOB_METRICS

@@ -127,7 +127,25 @@ CASES = {
     "pixels": (lambda: _mut(_kind("PackedDataset"), lambda s: s["image"].update(minPixels=10_000_000)),
                "minPixels must not exceed maxPixels"),
     "eval model none": (lambda: _mut(_kind("EvalSuite"), lambda s: s.update(model={})),
-                        "exactly one of trainingStage, checkpoint, huggingFace must be set"),
+                        "exactly one of trainingStage, rlStage, checkpoint, huggingFace must be set"),
+    "eval model two": (lambda: _mut(_kind("EvalSuite"), lambda s: s.update(model={"trainingStage": "a", "rlStage": "b"})),
+                       "exactly one of trainingStage, rlStage, checkpoint, huggingFace must be set"),
+    "rl policy two": (lambda: _mut(_kind("VLMRLStage"), lambda s: s["initFrom"].update(checkpoint="s3://x/hf")),
+                      "exactly one of trainingStage, rlStage, checkpoint, huggingFace must be set"),
+    "rl vllm without gpus": (lambda: _mut(_kind("VLMRLStage"), lambda s: s.update(rollout="vllm", gpus=0)),
+                             "spec.rollout: vllm generates on GPUs, so gpus must be at least 1"),
+    "rl batch vs gpus": (lambda: _mut(_kind("VLMRLStage"), lambda s: s["rl"]["phases"][0].update(
+        groupSize=3, promptsPerStep=5)),
+        "spec.rl.phases: promptsPerStep x groupSize must be a multiple of gpus in every phase (each GPU's process "
+        "takes an equal share of a step's completions)"),
+    "rl phase names": (lambda: _mut(_kind("VLMRLStage"), lambda s: s["rl"]["phases"][1].update(name="answer-only")),
+                       "spec.rl.phases: phase names must be unique (they name the phases' checkpoints)"),
+    "rl phase rewards": (lambda: _mut(_kind("VLMRLStage"), lambda s: s["rl"]["phases"][0].update(
+        rewards=["format", "exact_match", "format"])), "spec.rl.phases: a phase lists each reward once"),
+    "rl reward range": (lambda: _mut(_kind("VLMRLStage"), lambda s: s["selection"].update(rewardRange=[0.9, 0.1])),
+                        "spec.selection.rewardRange: [lo, hi] with lo <= hi"),
+    "rl selection rewards": (lambda: _mut(_kind("VLMRLStage"), lambda s: s["selection"].update(
+        rewards=["numeric", "numeric"])), "spec.selection.rewards: each reward once"),
     "eval workers vs gpus": (lambda: _mut(_kind("EvalSuite"), lambda s: s.update(gpus=4, parallelism={"workers": 2})),
                              "parallelism.workers: with backend hf each worker takes one GPU, so gpus must be 0, "
                              "equal workers, or workers 1 (one process over all GPUs)"),

@@ -8,7 +8,7 @@ from pydantic import Field
 from .kind import AGE, PHASE, KindAPI, column
 from .common import CommonSpec, CommonStatus, Model, OutputSpec, Scalar
 from .rules import rule
-from .training_stage import ModelRef
+from .rl_stage import PolicyRef
 
 DEFAULT_MODEL = {"hf": "llava_onevision1_5", "vllm": "vllm"}  # the lmms-eval model per backend
 VLLM_RESERVED = ("model", "tensor_parallel_size", "data_parallel_size")  # the job sets them (same as the job's list)
@@ -64,7 +64,7 @@ _EVAL_RULES = (
 class EvalSuiteSpec(CommonSpec):
     RULES = _EVAL_RULES
 
-    model: ModelRef
+    model: PolicyRef
     lmms_eval: LmmsEval
     backend: Literal["hf", "vllm"] = Field("hf", description=(
         "hf: lmmsEval.model on transformers (any image, CPU or GPU); vllm: lmms-eval's vllm model on the "

@@ -4,28 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..api import training_stage
 from ..api.eval_suite import EvalSuiteSpec
 from .common import BuildContext, Plan, Step, flag_args, job, py
-from .inputs import Inputs, resolve
+from .inputs import Inputs
+from .rl_stage import policy_uri
 
 
 def model_uri(spec: EvalSuiteSpec, inputs: Inputs, waiting: list[str]) -> tuple[str | None, str | None]:
     """(model location, expected digest): a stage's export is checked against the digest of the
     stage's output manifest, so the eval cannot silently score different weights."""
-    ref = spec.model
-    if ref.training_stage:
-        stage = resolve(inputs, training_stage.KIND, ref.training_stage, waiting)
-        if stage is None:
-            return None, None
-        status = stage.get("status") or {}
-        if not status.get("hf"):
-            waiting.append(f"VLMTrainingStage/{ref.training_stage} has no Hugging Face export in status.hf")
-            return None, None
-        return status["hf"], (status.get("output") or {}).get("digest")
-    if ref.checkpoint:
-        return ref.checkpoint, None
-    return ref.hugging_face, None  # an HF repo id: looked up in the local HF cache, never downloaded
+    return policy_uri(spec.model, inputs, waiting)  # a training or RL stage's export, a URI, an HF repo id
 
 
 def model_arg(value: str | int | float | bool) -> str:

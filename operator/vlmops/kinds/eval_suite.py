@@ -13,6 +13,8 @@ from .kind import Kind, Reference
 
 
 def references(spec: api.EvalSuiteSpec) -> list[Reference]:
+    if spec.model.rl_stage:
+        return [("VLMRLStage", spec.model.rl_stage)]
     return [("VLMTrainingStage", spec.model.training_stage)] if spec.model.training_stage else []
 
 
