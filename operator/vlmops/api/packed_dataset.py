@@ -55,12 +55,20 @@ class PackedDatasetSpec(CommonSpec):
 class PackingStats(Model):
     samples: int | None = None
     sequences: int | None = None
-    lower_bound_sequences: int | None = None
+    lower_bound_sequences: int | None = Field(None, description="Best lower bound on the sequence count.")
+    lower_bound_method: str | None = Field(None, description="The bound that gave it: volume | martello-toth | "
+                                                              "cardinality.")
+    gap_to_lower_bound: float | None = Field(None, description="sequences / lowerBoundSequences - 1.")
+    bfd_sequences: int | None = Field(None, description="Sequences of plain best-fit-decreasing (never fewer).")
+    plan_pass: str | None = Field(None, description="The plan kept: bfd | countmax | closing | completion.")
     compression_ratio: float | None = None
     packing_efficiency: float | None = None
     tokens: int | None = None
     padding_tokens: int | None = None
     dropped_too_long: int | None = None
+    dropped_empty: int | None = Field(None, description="Samples of zero tokens (not packed).")
+    truncated: int | None = Field(None, description="Samples cut to sequenceLength (tooLong: Truncate).")
+    shards: int | None = Field(None, description="Tar files written.")
 
 
 class PackedDatasetStatus(CommonStatus):
