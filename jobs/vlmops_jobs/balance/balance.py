@@ -8,6 +8,12 @@ Output (under `--output`, names in `vlmops_contract.layouts.balance`):
   manifest.json               written last (lineage.build_manifest)
 Nothing here depends on the shard count: rows are in global source order, the draw is a
 seeded hash of the id, and part files hold a fixed number of selected rows.
+
+Re-balancing an output that holds another run first removes its manifest (the output is
+uncommitted until the new manifest is written): a run killed midway leaves no manifest, so
+readers refuse the output instead of reading old and new files mixed. Readers take the parts the
+manifest names (with their digests), never the directory listing; files the manifest does not
+name are removed after each commit and by a rerun that finds the output already done.
 """
 from __future__ import annotations
 
@@ -31,7 +37,7 @@ from . import stats as st
 from . import tables
 from .sampling import METHODS, Rule
 from .selection import SAMPLE_COLUMNS, remove_stale_parts, write_selected
-from .shards import SHARD_ONLY, log, read_retrieve_shards
+from .shards import SHARD_ONLY, fault, log, read_retrieve_shards
 
 # optional cross-checks: flag (dest) -> the retrieve shards' parameter it must equal
 CROSS_CHECKS = (("source", "source"), ("id_field", "idField"), ("embedding_field", "embeddingField"),
@@ -78,13 +84,17 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
     prev = _already_done(a.output, parameters, inputs)
     if prev is not None:
         log("balance: manifest with the same parameters and inputs exists and its files verify; skipping")
-        return dict(prev, progress={"shardsCompleted": a.shards, "shardsTotal": a.shards})
+        result, committed = prev
+        remove_stale_parts(a.output, committed)
+        return dict(result, progress={"shardsCompleted": a.shards, "shardsTotal": a.shards})
+    _uncommit(a.output)
 
     # writes: data first, the manifest last
     files: dict[str, str] = {}
     t0 = time.perf_counter()
     nbytes = write_selected(a.output, src_files, rp["idField"], keep_cols, d.table, d.sel, d.conc,
                             int(a.part_rows), files, image_refs.source_root(rp["source"]))
+    fault("balance:after-parts")
     _write_reports(a.output, d, stats, _concept_texts(rp["concepts"], rp["conceptTextField"], len(before)), files)
     manifest = lineage.build_manifest(kind="BalancedCorpus", step="balance", inputs=inputs, parameters=parameters,
                                       files=files, stats=stats, locations=_locations(rp))
@@ -171,6 +181,8 @@ def _draw(a: argparse.Namespace, table: pa.Table, before: np.ndarray, rp: dict[s
     _check_unique_ids(table, hashes, rp["source"])
     conc, lens = _concept_matrix(table, int(rp["topK"]))
     rule = Rule(a.method, conc, before)
+    if a.target_samples is not None:
+        _check_target(int(a.target_samples), table.num_rows, int((lens > 0).sum()))
     t = float(a.threshold) if a.threshold is not None else rule.solve(int(a.target_samples))
     prob = rule.prob(t)
     sel = np.flatnonzero(tables.uniforms(hashes, int(a.seed)) < prob)
@@ -178,6 +190,23 @@ def _draw(a: argparse.Namespace, table: pa.Table, before: np.ndarray, rp: dict[s
     log(f"balance: {table.num_rows} samples, {len(before)} concepts, method {a.method}, t={t:.6g}, "
         f"expected {prob.sum():.1f}, selected {len(sel)}")
     return Draw(table, conc, lens, before, after, t, prob, sel)
+
+
+def _check_target(target: int, n: int, keepable: int) -> None:
+    """A target above what any t can keep (every sample with a concept; samples without one are
+    never kept) is refused rather than met by keeping everything."""
+    if target > keepable:
+        raise JobError(f"balancing targetSamples: {target} is more than the {keepable} samples that can be kept "
+                       f"({n} input samples, {n - keepable} without a concept); lower it to at most {keepable}")
+
+
+def _uncommit(output: str) -> None:
+    """Remove another run's manifest before writing over its files (see the module docstring)."""
+    uri = storage.join(output, MANIFEST)
+    if storage.exists(uri):
+        log("balance: the output holds another run; removing its manifest until this one commits")
+        fs, path = storage.get_fs(uri)
+        fs.rm(path)
 
 
 def _stats(d: Draw, markers: list[dict[str, Any]], k: int) -> dict[str, Any]:
@@ -227,8 +256,10 @@ def _dedupe(items: list[dict[str, str]]) -> list[dict[str, str]]:
     return [dict(uri=u, digest=d) for u, d in sorted({(x["uri"], x["digest"]) for x in items})]
 
 
-def _already_done(output: str, parameters: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any] | None:
-    """The result of an earlier run with the same parameters and inputs whose files all verify."""
+def _already_done(output: str, parameters: dict[str, Any], inputs: dict[str, Any]
+                  ) -> tuple[dict[str, Any], dict[str, str]] | None:
+    """The result of an earlier run with the same parameters and inputs whose files all verify,
+    and those files."""
     try:
         m = lineage.read_manifest(output)
     except (ValueError, OSError):
@@ -244,7 +275,7 @@ def _already_done(output: str, parameters: dict[str, Any], inputs: dict[str, Any
     uri = storage.join(output, MANIFEST)
     return {"stats": st.status_stats(m["stats"]), "output": {"uri": output.rstrip("/"), "manifest": uri,
                                                              "digest": storage.sha256_uri(uri),
-                                                             "identity": m.get("identity")}}
+                                                             "identity": m.get("identity")}}, m["files"]
 
 
 def _concept_texts(uri: str, field: str, n: int) -> list[str]:

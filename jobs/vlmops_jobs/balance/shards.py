@@ -95,18 +95,25 @@ def read_retrieve_shards(output: str, shards: int) -> tuple[list[dict[str, Any]]
 
 
 def _read_retrieve_shard(output: str, i: int, shards: int) -> tuple[dict[str, Any], pa.Table, np.ndarray]:
-    marker_uri = storage.join(output, layout.retrieve_shard(i, shards)["marker"])
-    if not storage.exists(marker_uri):
+    """Shard i's marker and files, read under `output` (the layout's names, not the locations the
+    marker recorded: a copied or moved output reads the same) and checked against the marker's
+    digests."""
+    uris = names(output, layout.retrieve_shard(i, shards))
+    if not storage.exists(uris["marker"]):
         raise JobError(f"output shards: shard {i} of {shards} is not committed under "
                        f"{storage.join(output, layout.retrieve_dir(shards))} "
                        f"(run `retrieve --shard {i} --shards {shards}` first)")
-    m = storage.read_json(marker_uri)
-    blob = storage.read_bytes(m["files"]["topk"]["uri"])
-    cblob = storage.read_bytes(m["files"]["counts"]["uri"])
-    if storage.sha256_bytes(blob) != m["files"]["topk"]["digest"] or \
-            storage.sha256_bytes(cblob) != m["files"]["counts"]["digest"]:
-        raise JobError(f"output shards: shard {i} of {shards} files do not match their digests (re-run that shard)")
-    return m, pq.read_table(io.BytesIO(blob)), np.load(io.BytesIO(cblob))
+    m = storage.read_json(uris["marker"])
+    blobs = {}
+    for key in ("topk", "counts"):
+        try:
+            blobs[key] = storage.read_bytes(uris[key])
+        except FileNotFoundError:
+            raise JobError(f"output shards: shard {i} of {shards} is committed but its file {uris[key]} is missing "
+                           f"(re-run `retrieve --shard {i} --shards {shards}`)") from None
+        if storage.sha256_bytes(blobs[key]) != m["files"][key]["digest"]:
+            raise JobError(f"output shards: shard {i} of {shards} files do not match their digests (re-run that shard)")
+    return m, pq.read_table(io.BytesIO(blobs["topk"])), np.load(io.BytesIO(blobs["counts"]))
 
 
 def _check_same_run(markers: list[dict[str, Any]]) -> None:

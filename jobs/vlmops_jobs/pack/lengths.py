@@ -89,7 +89,8 @@ def _table(rows: list[dict], counts: TokenCounts) -> pa.Table:
 def run(args) -> dict[str, Any]:
     shard, shards = shard_index(args.shard, args.shards, "lengths"), args.shards
     started = time.perf_counter()
-    files = resolve_source(args.source)
+    source = resolve_source(args.source)
+    files = source.files
     tokenizer_dir = _tokenizer_dir(args.tokenizer)
     params = {
         "patchSize": args.patch_size, "mergeSize": args.merge_size, "minPixels": args.min_pixels,
@@ -104,7 +105,7 @@ def run(args) -> dict[str, Any]:
         return reused
     counts = row_counts(files)
     counter = TextCounter(tokenizer_dir)
-    rows, bases = read_shard_rows(files, counts, shard, shards)
+    rows, bases = read_shard_rows(source, counts, shard, shards)
     if not isinstance(source_input, dict):  # raw tables: references relative to each file's directory
         for row, base in zip(rows, bases):
             row["images"] = [image_refs.relative_to_root(root, base, x) for x in (row.get("images") or [])]

@@ -90,7 +90,7 @@ def run_all(pool, output, shards, capsys, retrieve_extra=(), balance_extra=()):
 
 
 def read_selected(output):
-    fs, path = storage.get_fs(storage.join(output, "selected"))
-    fs.invalidate_cache()
-    parts = sorted(p for p in fs.ls(path, detail=False) if p.endswith(".parquet"))
-    return pa.concat_tables([pq.read_table(io.BytesIO(fs.cat(p))) for p in parts])
+    """The selection as readers take it: the parts its manifest names."""
+    files = storage.read_json(storage.join(output, "manifest.json"))["files"]
+    parts = sorted(name for name in files if name.startswith("selected/"))
+    return pa.concat_tables([pq.read_table(io.BytesIO(storage.read_bytes(storage.join(output, p)))) for p in parts])

@@ -81,3 +81,26 @@ def test_a_plan_expecting_other_shards_than_the_lengths_step_committed_is_bad_in
     with pytest.raises(JobError, match=r"lengths: committed by a run with 2 shards, this plan expects 3"):
         run_step("plan", "--sequence-length", "4096", "--shards", "3", "--output", out)
     assert run_pack("plan", "--sequence-length", "4096", "--shards", "2", "--output", out)["stats"]["samples"] == 8
+
+
+def test_zero_token_samples_are_dropped_and_counted_and_negative_counts_are_bad_input(tmp_path, tok, run_pack,
+                                                                                      run_step):
+    src = tmp_path / "src"
+    synthetic.make_samples(str(src), 6, seed=5)
+    out = str(tmp_path / "out")
+    run_pack("lengths", "--source", str(src), "--tokenizer", tok, "--shard", "0", "--output", out)
+    part = storage.join(out, layout.lengths_part(0))
+    table = pq.read_table(part)
+    tokens = table.column("tokens").to_numpy().copy()
+    tokens[[1, 4]] = 0
+    pq.write_table(table.set_column(table.schema.get_field_index("tokens"), "tokens", pa.array(tokens, pa.int32())), part)
+    r = run_pack("plan", "--sequence-length", "4096", "--output", out)
+    st = r["stats"]
+    assert st["samples"] == 6 and st["droppedEmpty"] == 2 and st["droppedTooLong"] == 0
+    plan = pq.read_table(storage.join(out, layout.PLAN))
+    assert plan.num_rows == 4 and sorted(plan.column("row").to_pylist()) == [0, 2, 3, 5]
+    assert st["lowerBoundSequences"] <= st["sequences"] and st["gapToLowerBound"] >= 0
+    tokens[4] = -3
+    pq.write_table(table.set_column(table.schema.get_field_index("tokens"), "tokens", pa.array(tokens, pa.int32())), part)
+    with pytest.raises(JobError, match=f"sample {table.column('id')[4].as_py()} tokens: -3 is negative"):
+        run_step("plan", "--sequence-length", "4096", "--output", out)
