@@ -71,3 +71,23 @@ def test_the_embed_commands_the_operator_builds_parse():
     assert r.embedded and (r.index, r.nprobe, r.top_k, r.shards) == ("IVF1024,Flat", 16, 5, 4)
     b = JOB.parser("balance").parse_args(cmds[2][1][4:])
     assert (b.method, b.threshold, b.target_samples, b.shards) == ("MetaCLIP", None, None, 4)
+
+
+def test_a_target_above_the_corpus_fails_the_balance_job_with_the_numbers(tmp_path, capsys, monkeypatch):
+    """The operator's balance Job exits 2 with one `error:` line, which the CR's Stalled condition
+    carries (a failed child's last line, see reconciler._failed): it is not Ready."""
+    pool = make_pool(f"file://{tmp_path}/in", n=600, c=60, d=16, files=1)
+    cr = {"apiVersion": "vlmops.dev/v1alpha1", "kind": "BalancedCorpus",
+          "metadata": {"name": "bc", "namespace": "default", "uid": "0000"},
+          "spec": {"source": {"uri": pool["source"]}, "concepts": {"uri": pool["concepts"]},
+                   "retrieval": {"topK": 2, "minSimilarity": 0.3}, "balancing": {"targetSamples": 5000},
+                   "shards": 1, "output": {"uri": f"file://{tmp_path}/out"}}}
+    (_, retrieve, n), (_, balance, _) = _commands(kinds.build(cr))
+    monkeypatch.setenv("JOB_COMPLETION_INDEX", "0")
+    assert JOB.run(retrieve[3:]) == 0
+    capsys.readouterr()
+    assert JOB.run(balance[3:]) == 2
+    err = capsys.readouterr().err
+    lines = [x for x in err.splitlines() if x.startswith("error:")]
+    assert len(lines) == 1 and "balancing targetSamples: 5000 is more than the" in lines[0] and "600 input samples" in lines[0]
+    assert not storage.exists(f"file://{tmp_path}/out/manifest.json")
