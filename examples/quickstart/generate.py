@@ -5,6 +5,7 @@ Writes under --out (a path or fsspec URI; the pipeline YAMLs expect <storage>/qu
   pool/concepts.parquet                 concept vocabulary with embeddings (Zipf-distributed use)
   tokenizer/                            a tiny HF tokenizer with a ChatML template
   eval-tasks/                           a custom lmms-eval task over local images
+  rl/prompts.jsonl + rl/images/         the RL stage's prompts: the colour question with exact answers
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import json
 import shutil
 from pathlib import Path
 
-from vlmops_jobs.common.synthetic import COLOURS, make_samples, make_tokenizer
+from vlmops_jobs.common.synthetic import COLOUR_QUESTION, COLOURS, make_samples, make_tokenizer
 
 HERE = Path(__file__).resolve().parent
 
@@ -28,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     out = Path(args.out.removeprefix("file://"))
     marker = out / "generated.json"
-    want = {"samples": args.samples, "seed": args.seed, "colourFraction": args.colour_fraction, "version": 3}  # bump when generators change
+    want = {"samples": args.samples, "seed": args.seed, "colourFraction": args.colour_fraction, "version": 4}  # bump when generators change
     if marker.exists() and json.loads(marker.read_text()) == want:
         print(f"quickstart data already in {out}")
         return 0
@@ -42,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(tasks)
     shutil.copytree(HERE / "eval-task", tasks)
     _eval_data(tasks / "data", args.seed)
+    _rl_prompts(out / "rl", args.seed)
     marker.write_text(json.dumps(want))
     print(f"wrote {info['n']} samples ({info['images']} images), tokenizer and eval task under {out}")
     return 0
@@ -62,6 +64,24 @@ def _eval_data(d: Path, seed: int) -> None:
         Image.new("RGB", (size, size), rgb).save(d / f"img{i}.png")
         rows.append({"id": i, "image": f"img{i}.png", "question": "What colour is the image?", "answer": name})
     (d / "colours.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def _rl_prompts(d: Path, seed: int, n: int = 16) -> None:
+    """The RL stage's prompt table: the question the stages teach, on solid colours of sizes the
+    training data did not have, with the colour's name as the exact-match answer."""
+    import numpy as np
+    from PIL import Image
+
+    (d / "images").mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed + 7)
+    rows = []
+    for i in range(n):
+        name, rgb = list(COLOURS.items())[i % len(COLOURS)]
+        w, h = (int(x) for x in rng.choice([70, 98, 126, 154], size=2))
+        Image.new("RGB", (w, h), rgb).save(d / "images" / f"q{i:02d}.png")
+        rows.append({"id": f"q{i:02d}", "prompt": "<image>\n" + COLOUR_QUESTION, "image": f"images/q{i:02d}.png",
+                     "answer": name, "answerType": "exact"})
+    (d / "prompts.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
 if __name__ == "__main__":

@@ -48,10 +48,10 @@ def for_grpo(model: Any) -> Any:
     if getattr(base, "_vlmops_grpo_view", False):
         return model
     if base not in _VIEWS:
-        # _auto_class None: a Trainer checkpoint must not copy this module as the model's code
+        # the same name and module as the remote code: transformers still treats it as that code (it keeps
+        # creating `cache_position`, which the model's generation reads), checkpoints copy that code
         _VIEWS[base] = type(base.__name__, (base,), {"base_model": property(lambda self: Backbone(self)),
-                                                     "_vlmops_grpo_view": True, "_auto_class": None,
-                                                     "__module__": base.__module__})
+                                                     "_vlmops_grpo_view": True, "__module__": base.__module__})
     model.__class__ = _VIEWS[base]
     return model
 

@@ -14,9 +14,10 @@ from fixtures import answer_token, colour_prompts, env, first_token_distribution
 
 pytest.importorskip("trl")
 
-STEPS = 8
-PHASES = [{"name": "answer", "template": "answerOnly", "rewards": ["exact_match", "format"], "steps": STEPS,
-           "groupSize": 8, "promptsPerStep": 2, "klCoef": 0.01, "lr": 1e-5, "maxCompletionLength": 1}]
+PHASE = {"template": "answerOnly", "rewards": ["exact_match", "format"], "groupSize": 8, "promptsPerStep": 2,
+         "klCoef": 0.01, "lr": 1e-5, "maxCompletionLength": 1}
+PHASES = [{"name": "answer", "steps": 5, **PHASE}, {"name": "again", "steps": 4, **PHASE}]  # the second from the first's end
+STEPS = 9
 
 
 @pytest.fixture(scope="module")
@@ -99,17 +100,19 @@ def test_a_killed_run_resumes_from_its_checkpoint_and_ends_like_an_uninterrupted
     out = _copy_selection(task, task["root"] / "run-b")
     ckpt = f"file://{task['root']}/ckpt-b"
     cmd = [sys.executable, "-m", "vlmops_jobs.rl", *_train_args(task, out, ckpt, interval=2)]
-    killed = subprocess.run(cmd, env={**env(), "VLMOPS_RL_FAULT": "after-step-5"}, capture_output=True, text=True)
+    # killed in the second phase's third step: the first phase is final, the second has checkpoint-2
+    killed = subprocess.run(cmd, env={**env(), "VLMOPS_RL_FAULT": "after-step-8"}, capture_output=True, text=True)
     assert killed.returncode == 137, killed.stderr[-3000:]
-    latest = json.loads((task["root"] / "ckpt-b" / "answer" / "latest.json").read_text())
-    assert latest == {"checkpoint": "checkpoint-4", "step": 4}
+    assert (task["root"] / "ckpt-b" / "answer" / "final" / "phase.json").exists()
+    latest = json.loads((task["root"] / "ckpt-b" / "again" / "latest.json").read_text())
+    assert latest == {"checkpoint": "checkpoint-2", "step": 2}
     assert not (task["root"] / "run-b" / "manifest.json").exists()
     resumed = subprocess.run(cmd, env=env(), capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     events = [json.loads(x) for x in resumed.stdout.splitlines() if x.startswith('{"')]
-    assert {"event": "resumed", "phase": "answer", "step": 4, "checkpoint": "checkpoint-4"} in events
+    assert {"event": "resumed", "phase": "again", "step": 7, "checkpoint": "checkpoint-2"} in events
     steps = [e["step"] for e in events if e.get("event") == "step"]
-    assert steps == list(range(5, STEPS + 1))  # nothing before the checkpoint is redone
+    assert steps == [8, 9]  # nothing before the checkpoint is redone, the finished phase is skipped
     result = json.loads(resumed.stdout.strip().splitlines()[-1])["vlmopsResult"]
     assert result["progress"]["step"] == STEPS
     # the trainer's own resume (weights, optimizer, scheduler, RNG, data position): the same curve
@@ -134,4 +137,7 @@ def test_the_backbone_trl_scores_with_gives_the_models_own_logits(task):
         want = model(**inp).logits
         hidden = for_grpo(model).base_model(**inp).last_hidden_state
         assert torch.allclose(model.lm_head(hidden), want, atol=1e-5)
-    assert type(model).__name__ == "LLaVAOneVision1_5_ForConditionalGeneration" and model._auto_class is None
+        # generation still works through the view (images on the prefill step only)
+        out = model.generate(**inp, max_new_tokens=3, do_sample=False)
+    assert out.shape[1] == inp["input_ids"].shape[1] + 3
+    assert type(model).__name__ == "LLaVAOneVision1_5_ForConditionalGeneration" and model.is_remote_code()
