@@ -1,6 +1,6 @@
 """The README's first command, end to end: the quickstart pipeline on the local runner.
 
-One real run of the whole pipeline (BC -> PDS -> 3 stages -> EvalSuite), interrupted once after
+One real run of the whole pipeline (BC -> PDS -> 3 stages -> EvalSuite -> RL stage -> EvalSuite), interrupted once after
 the data steps and resumed, then re-run to check that finished CRs are not redone.
 """
 from __future__ import annotations
@@ -111,7 +111,7 @@ def test_quickstart_interrupted_resumed_and_idempotent(workdir):
     for p, m in mtimes.items():
         assert p.stat().st_mtime == m, f"{p.name} was re-run"
     crs = _crs(wd)
-    for name in ("qs-stage-1", "qs-stage-1-5", "qs-stage-2", "qs-eval"):
+    for name in ("qs-stage-1", "qs-stage-1-5", "qs-stage-2", "qs-eval", "qs-rl", "qs-rl-eval"):
         assert crs[name]["status"]["phase"] == "Succeeded", (name, crs[name]["status"].get("message"))
     assert len(data_children) == 6  # 2 BC + 4 PDS children were recorded before the kill
 
@@ -127,9 +127,27 @@ def test_quickstart_interrupted_resumed_and_idempotent(workdir):
     assert ev["total"] == 1 and ev["passed"] == 1, ev  # exact_match >= 0.75: the trained model names colours
     assert {r_["task"] for r_ in ev["results"]} == {"quickstart_colours"}
 
+    # The RL stage: prompts selected by the discrepancy rule from the Stage-2 policy's samples, GRPO steps,
+    # its export evaluated; the selection and the stage's lineage name the policy they came from.
+    rl, stage2 = crs["qs-rl"]["status"], crs["qs-stage-2"]["status"]
+    sel = rl["selection"]
+    assert sel["prompts"] == 16 and 0 < sel["selected"] == sel["verdicts"]["kept"] < 16, sel
+    assert sel["policy"]["uri"] == stage2["hf"] and sel["policy"]["identity"] == stage2["output"]["identity"]
+    assert [p["step"] for p in rl["curve"]] == [1, 2, 3, 4] and rl["progress"]["step"] == 4
+    rl_manifest = json.loads(Path(rl["output"]["manifest"].removeprefix("file://")).read_text())
+    sel_manifest = json.loads(Path(sel["manifest"].removeprefix("file://")).read_text())
+    for m in (rl_manifest, sel_manifest):
+        assert m["inputs"]["policy"]["identity"] == stage2["output"]["identity"]
+    assert crs["qs-rl-eval"]["status"]["passed"] == 1  # the RL policy's export still passes the gate
+    r = vlmops("lineage", "qs-rl-eval", "--workdir", str(wd))
+    assert r.returncode == 0
+    names = re.findall(r"(\w+)/([\w-]+) \[", r.stdout)
+    assert names[:3] == [("EvalSuite", "qs-rl-eval"), ("VLMRLStage", "qs-rl"), ("VLMTrainingStage", "qs-stage-2")]
+
     # 3. The report shows the statuses' numbers; lineage walks back to the corpus.
     report = (wd / "report.html").read_text()
     assert f"{pds['samples']} samples -&gt; {pds['sequences']} seqs" in report
+    assert "<h3>reward curve</h3>" in report and f"{sel['selected']} of 16 prompts kept" in report
     assert re.search(rf"samples {bc['selectedSamples']}/400", report)
     r = vlmops("lineage", "qs-eval", "--workdir", str(wd))
     assert r.returncode == 0
@@ -142,7 +160,7 @@ def test_quickstart_interrupted_resumed_and_idempotent(workdir):
     before = {p: p.stat().st_mtime for p in (wd / "state").rglob("*.json")}
     r = vlmops("run", "-f", str(QS), "--workdir", str(wd), "--no-report")
     assert r.returncode == 0, r.stderr
-    assert r.stderr.count("already") == 6
+    assert r.stderr.count("already") == 8
     assert {p: p.stat().st_mtime for p in (wd / "state").rglob("*.json")} == before
 
     # 5. The gate can fail: the same EvalSuite on the same architecture and processor with untrained weights.
