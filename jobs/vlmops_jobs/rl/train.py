@@ -93,24 +93,38 @@ def run(a: argparse.Namespace) -> dict[str, Any] | None:
     total = sum(p.steps for p in phases)
     progress = Progress(a.output, total, every=a.progress_interval) if state.is_main_process else None
     start_dir, offset, dropped = policy_dir, 0, {}
+    skipped: str | None = None  # a finished phase whose final weights are not local yet (fetched when needed)
     for p in phases:
         done = ck.finished(a.checkpoint_uri, p.name)
         final = os.path.join(work, "final", p.name)
         if done is None:
+            if skipped:
+                start_dir = _fetch_final(a, skipped, work, state)
+                skipped = None
             _run_phase(a, p, start_dir, final, offset, sel_man, selected, progress, work, state)
             done = ck.finished(a.checkpoint_uri, p.name) or {}
+            start_dir = final
         else:
             log(f"phase {p.name}: finished earlier (step {offset + p.steps}); skipping")
             if progress is not None:
                 progress.curve = [x for x in progress.curve if x["step"] <= offset] + done.get("curve", [])
-            with state.local_main_process_first():
-                if state.is_local_main_process:
-                    ck.download_dir(ck.final_uri(a.checkpoint_uri, p.name), final)
+            skipped = p.name
         dropped[p.name] = done.get("droppedPrompts", 0)
-        start_dir, offset = final, offset + p.steps
+        offset += p.steps
+    if skipped:
+        start_dir = _fetch_final(a, skipped, work, state)
     if progress is None:
         return None  # the main process reports
     return _commit(a, phases, params, inputs, start_dir, progress, dropped)
+
+
+def _fetch_final(a: argparse.Namespace, phase: str, work: str, state) -> str:
+    """A finished phase's final weights on local disk (once per node)."""
+    final = os.path.join(work, "final", phase)
+    with state.local_main_process_first():
+        if state.is_local_main_process:
+            ck.download_dir(ck.final_uri(a.checkpoint_uri, phase), final)
+    return final
 
 
 def _run_phase(a: argparse.Namespace, phase: Phase, start_dir: str, final: str, offset: int,
@@ -143,8 +157,8 @@ def _run_phase(a: argparse.Namespace, phase: Phase, start_dir: str, final: str, 
             "left out")
 
     def on_save(st) -> None:
-        if progress is None:
-            return
+        if progress is None or st.global_step >= phase.steps:
+            return  # the phase's final weights are committed right after its last step
         src = os.path.join(local, layout.checkpoint_name(st.global_step))
         uri = ck.save(a.checkpoint_uri, phase.name, src, st.global_step, a.checkpoint_keep)
         progress.checkpoint = {"latest": uri, "step": offset + st.global_step}
