@@ -83,13 +83,13 @@ def test_an_eval_and_a_later_rl_stage_read_the_rl_export_with_its_manifest_diges
     ready = {("VLMRLStage", "rl-grpo"): {**rl, "status": status}}
     ev = build(objs[("EvalSuite", "rl-eval")], ready).steps[0]
     cmd = _container(ev)["command"]
-    assert cmd[cmd.index("--model-uri") + 1] == "s3://vlm-out/llava-ov-1.5-8b/rl/hf"
+    assert cmd[cmd.index("--model-uri") + 1] == "s3://vlm-ckpt/llava-ov-1.5-8b/rl/output/hf"
     assert cmd[cmd.index("--model-digest") + 1] == "sha256:abc"
     nxt = copy.deepcopy(rl)
     nxt["metadata"]["name"] = "rl-more"
     nxt["spec"]["initFrom"] = {"rlStage": "rl-grpo"}
     cmd = _container(build(nxt, ready).steps[0])["command"]
-    assert cmd[cmd.index("--policy") + 1] == "s3://vlm-out/llava-ov-1.5-8b/rl/hf"
+    assert cmd[cmd.index("--policy") + 1] == "s3://vlm-ckpt/llava-ov-1.5-8b/rl/output/hf"
 
 
 def test_status_row_gauges_and_report_section():

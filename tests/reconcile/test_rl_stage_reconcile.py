@@ -33,8 +33,8 @@ SELECTION = {"selection": {"uri": "s3://rl/selection", "prompts": 400000, "selec
                            "policy": {"uri": "s3://vlm-ckpt/stage-2/output/hf", "identity": "sha256:i"}}}
 TRAIN = {"progress": {"step": 2094, "totalSteps": 2094, "phase": "chain-of-thought", "rewardMean": 0.71, "kl": 0.02},
          "checkpoint": {"latest": "s3://ck/chain-of-thought/final", "step": 2094},
-         "output": {"uri": "s3://vlm-out/llava-ov-1.5-8b/rl", "digest": "sha256:m"},
-         "hf": "s3://vlm-out/llava-ov-1.5-8b/rl/hf", "curve": [{"step": 1, "reward": 0.4}, {"step": 2094, "reward": 0.71}]}
+         "output": {"uri": "s3://vlm-ckpt/llava-ov-1.5-8b/rl/output", "digest": "sha256:m"},
+         "hf": "s3://vlm-ckpt/llava-ov-1.5-8b/rl/output/hf", "curve": [{"step": 1, "reward": 0.4}, {"step": 2094, "reward": 0.71}]}
 
 
 def test_the_steps_run_in_order_and_their_results_fill_status():
