@@ -81,3 +81,16 @@ def test_train_needs_a_committed_selection(tmp_path, capsys):
     rc, err = _run(capsys, "train", "--policy", "p", "--phases", _phases(), "--checkpoint-uri", str(tmp_path / "c"),
                    "--output", str(tmp_path / "o"))
     assert rc == 2 and "selection-manifest.json is not committed (run select and merge first)" in err
+
+
+def test_merge_runs_on_the_data_image_without_torch():
+    """`merge` is built on the data image (no torch/transformers/TRL): it must not import them."""
+    import subprocess
+    import sys
+
+    code = ("import sys; import vlmops_jobs.rl.merge, vlmops_jobs.rl.select, vlmops_jobs.rl.train; "
+            "bad = sorted({'torch', 'transformers', 'trl'} & set(sys.modules)); assert not bad, bad")
+    from fixtures import env
+
+    r = subprocess.run([sys.executable, "-c", code], env=env(), capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
