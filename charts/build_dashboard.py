@@ -96,6 +96,11 @@ def build() -> dict[str, Any]:
             description="tokens / (sequences x sequenceLength); 1.0 = no padding.")
     L.panel("timeseries", "Packing compression (samples / sequence)",
             [q(f"vlmops_packing_compression_ratio{{{NS}}}", "{{namespace}}/{{name}}")], options=ts)
+    L.panel("stat", "Packing gap to the lower bound",
+            [q(f"vlmops_packing_gap_to_lower_bound{{{NS}}}", "{{namespace}}/{{name}}", instant=True, range=False)],
+            unit="percentunit", description="sequences / best lower bound - 1 (0 = provably optimal).")
+    L.panel("stat", "Packing lower bound (sequences)",
+            [q(f"vlmops_packing_lower_bound_sequences{{{NS}}}", "{{namespace}}/{{name}}", instant=True, range=False)])
     L.panel("timeseries", "Balanced samples selected",
             [q(f"vlmops_balance_selected_samples{{{NS}}}", "{{namespace}}/{{name}}")], options=ts)
     L.panel("timeseries", "Concept entropy (bits, before / after)",
@@ -124,6 +129,17 @@ def build() -> dict[str, Any]:
     L.panel("timeseries", "Samples / s (before packing)",
             [q(f"max by (namespace, name) (vlmops_train_samples_per_second{{{NS}}})", "{{namespace}}/{{name}}")],
             w=12, options=ts)
+
+    L.row("RL post-training")
+    L.panel("timeseries", "RL mean reward", [q(f"vlmops_rl_reward_mean{{{NS}}}", "{{namespace}}/{{name}}")],
+            unit="none", options=ts)
+    L.panel("timeseries", "RL KL to the phase's start", [q(f"vlmops_rl_kl{{{NS}}}", "{{namespace}}/{{name}}")],
+            unit="none", options=ts)
+    L.panel("timeseries", "RL step", [q(f"vlmops_rl_step{{{NS}}}", "{{namespace}}/{{name}}")], options=ts)
+    L.panel("timeseries", "RL tokens / s", [q(f"vlmops_rl_tokens_per_second{{{NS}}}", "{{namespace}}/{{name}}")],
+            w=12, options=ts)
+    L.panel("stat", "RL prompts selected", [q(f"vlmops_rl_selected_prompts{{{NS}}}", "{{namespace}}/{{name}}",
+                                                instant=True, range=False)], w=12)
 
     L.row("Evaluation")
     L.panel("table", "Eval scores (latest)", [q(f"vlmops_eval_score{{{NS}}}", "", instant=True, range=False,

@@ -10,8 +10,11 @@ import json
 import logging
 from typing import Any
 
-from vlmops_contract.layouts import join
-from vlmops_contract.layouts.train import PROGRESS, PROGRESS_FIELDS
+from vlmops_contract.layouts import join, rl, train
+from vlmops_contract.layouts.train import PROGRESS
+
+# what a training stage and an RL stage report (each document holds only its own kind's fields)
+PROGRESS_FIELDS = tuple(dict.fromkeys(train.PROGRESS_FIELDS + rl.PROGRESS_FIELDS))
 from vlmops_contract.storage_env import fsspec_options
 
 log = logging.getLogger("vlmops.progress")

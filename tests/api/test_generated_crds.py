@@ -58,7 +58,7 @@ def test_each_crd_has_its_names_printer_columns_and_status_subresource():
         cols = [c["name"] for c in v["additionalPrinterColumns"]]
         assert cols[-1] == "Age"
     short = {k.short for k in KINDS.values()}
-    assert short == {"bc", "pds", "vts", "evs"}
+    assert short == {"bc", "pds", "vts", "evs", "vrl"}
 
 
 def test_defaults_and_cel_rules_are_in_the_schema():

@@ -11,7 +11,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = {"vlmops": ROOT / "operator" / "vlmops", "vlmops_jobs": ROOT / "jobs" / "vlmops_jobs",
             "vlmops_contract": ROOT / "jobs" / "vlmops_contract"}
-KIND_NAMES = ("BalancedCorpus", "PackedDataset", "VLMTrainingStage", "EvalSuite")
+KIND_NAMES = ("BalancedCorpus", "PackedDataset", "VLMTrainingStage", "EvalSuite", "VLMRLStage")
 
 
 def _module_name(package: str, path: Path) -> str:
@@ -127,7 +127,7 @@ def test_the_kind_table_is_every_module_in_kinds_in_pipeline_order():
     from vlmops.kinds import KINDS
 
     modules = {p.stem for p in (PACKAGES["vlmops"] / "kinds").glob("*.py")} - {"__init__", "kind"}
-    assert len(KINDS) == len(modules) == 4
+    assert len(KINDS) == len(modules) == 5
     assert list(KINDS) == list(KIND_NAMES)
     for kind in KINDS.values():
         assert kind.final_step and kind.build.__module__ == f"vlmops.builders.{_stem(kind.build.__module__)}"
@@ -138,7 +138,7 @@ def _stem(module: str) -> str:
 
 
 @pytest.mark.parametrize("package", ["vlmops_jobs.pack", "vlmops_jobs.balance", "vlmops_jobs.evaluate",
-                                     "vlmops_jobs.train"])
+                                     "vlmops_jobs.train", "vlmops_jobs.rl"])
 def test_every_job_has_the_same_shape(package):
     """`python -m vlmops_jobs.<job> <step>`: one JOB, one module per step with add_arguments and run."""
     import importlib

@@ -42,7 +42,7 @@ def test_every_child_of_the_recipe_validates_strictly(recipe):
         else:
             _validate_pytorchjob(m)
     assert kinds.count("PyTorchJob") == 3
-    assert kinds.count("Job") == 2 + 4 * 3 + 1
+    assert kinds.count("Job") == 2 + 4 * 3 + 1 + 3 + 1
 
 
 def _check_model(data, type_name, path="$"):
@@ -170,7 +170,7 @@ def test_pod_overrides_and_defaults_merge(recipe):
     assert {"name": "X", "value": "1"} in c["env"]
 
 
-@pytest.mark.parametrize("kind", ["BalancedCorpus", "PackedDataset", "VLMTrainingStage", "EvalSuite"])
+@pytest.mark.parametrize("kind", ["BalancedCorpus", "PackedDataset", "VLMTrainingStage", "EvalSuite", "VLMRLStage"])
 def test_the_same_generation_always_builds_the_same_manifests(recipe, kind):
     objs, ready = _pipeline(recipe)
     obj = next(o for k, o in objs.items() if k[0] == kind)

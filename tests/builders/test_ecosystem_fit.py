@@ -92,7 +92,7 @@ def test_every_child_of_the_recipe_validates_with_either_runtime(recipe, runtime
     kinds = [m["kind"] for _, m in _children(recipe, runtime=runtime)]
     for _, m in _children(recipe, runtime=runtime):
         _validate(m)
-    assert kinds.count(runtime) == 3 and kinds.count("Job") == 2 + 4 * 3 + 1
+    assert kinds.count(runtime) == 3 and kinds.count("Job") == 2 + 4 * 3 + 1 + 3 + 1
 
 
 def test_the_trainjob_check_catches_unknown_fields(recipe):

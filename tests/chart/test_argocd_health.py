@@ -15,7 +15,7 @@ lupa = pytest.importorskip("lupa")
 
 HEALTH_DIR = CHART / "argocd-health"
 KINDS = {"BalancedCorpus": "Ready", "PackedDataset": "Ready", "VLMTrainingStage": "Succeeded",
-         "EvalSuite": "Succeeded"}  # written out: the scripts are checked against an independent list
+         "EvalSuite": "Succeeded", "VLMRLStage": "Succeeded"}  # written out: the scripts are checked against an independent list
 AT = "2026-11-27T00:00:00Z"
 
 

@@ -15,7 +15,7 @@ from chart_helpers import CHART, ROOT
 
 IMAGES = ROOT / "images"
 # image -> the job modules it must be able to run (python -m vlmops_jobs.<module>)
-MODULES = {"data": {"balance", "pack"}, "train": {"train"}, "eval": {"evaluate"}}
+MODULES = {"data": {"balance", "pack", "rl"}, "train": {"train", "rl"}, "eval": {"evaluate"}}  # rl: merge on data, select/train on train
 
 
 def instructions(name: str) -> list[tuple[str, str]]:

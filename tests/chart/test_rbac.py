@@ -9,7 +9,7 @@ import pytest
 
 from chart_helpers import find, one
 
-PLURALS = ["balancedcorpora", "packeddatasets", "vlmtrainingstages", "evalsuites"]
+PLURALS = ["balancedcorpora", "packeddatasets", "vlmtrainingstages", "evalsuites", "vlmrlstages"]
 
 # (apiGroup, resource, verb, scope): scope "ns" = in each watched namespace, "cluster" = cluster-scoped,
 # "release" = the release namespace only (the leader-election Lease).

@@ -53,6 +53,7 @@ def test_the_default_render_holds_exactly_the_expected_objects(default_objs):
         ("CustomResourceDefinition", "packeddatasets.vlmops.dev"),
         ("CustomResourceDefinition", "vlmtrainingstages.vlmops.dev"),
         ("CustomResourceDefinition", "evalsuites.vlmops.dev"),
+        ("CustomResourceDefinition", "vlmrlstages.vlmops.dev"),
     ])
     # Monitoring CRs are opt-in (they need the Prometheus Operator CRDs).
     assert not find(default_objs, "ServiceMonitor") and not find(default_objs, "PrometheusRule")

@@ -31,7 +31,7 @@ def test_crds_check_fails_on_drift(tmp_path):
 def test_validate_accepts_the_recipe():
     r = vlmops("validate", "-f", "examples/llava-ov-1.5/")
     assert r.returncode == 0, r.stdout + r.stderr
-    assert r.stdout.count("ok ") == 8
+    assert r.stdout.count("ok ") == 10
 
 
 def test_validate_reports_every_error_with_its_path(tmp_path):

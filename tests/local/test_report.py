@@ -108,8 +108,8 @@ def test_lineage_is_one_tree_with_each_cr_once(tmp_path):
     for kind, name in crs:
         assert lineage.count(f"<li class=node id='lineage-{kind}-{name}'>") == 1, name
     # from the last product down: the eval, its stage, that stage's inputs...
-    assert lineage.startswith("<ul class=tree><li class=node id='lineage-EvalSuite-qs-eval'>")
+    assert lineage.startswith("<ul class=tree><li class=node id='lineage-EvalSuite-qs-rl-eval'>")
     # the packed dataset is read by three stages: shown once, then twice a link back to it
     assert lineage.count("href='#lineage-PackedDataset-qs-packed'") == 2
-    assert lineage.count("<li class=ref>") == 2
+    assert lineage.count("<li class=ref>") == 3  # and Stage-2, read by its eval and the RL stage
     assert lineage.index("id='lineage-BalancedCorpus-qs-balanced'") > lineage.index("id='lineage-PackedDataset-qs-packed'")

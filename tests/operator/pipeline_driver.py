@@ -15,8 +15,9 @@ from operator_harness import REPO
 
 GROUP, VERSION = "vlmops.dev", "v1alpha1"
 PLURALS = {"BalancedCorpus": "balancedcorpora", "PackedDataset": "packeddatasets",
-           "VLMTrainingStage": "vlmtrainingstages", "EvalSuite": "evalsuites"}
-DONE = {"BalancedCorpus": "Ready", "PackedDataset": "Ready", "VLMTrainingStage": "Succeeded", "EvalSuite": "Succeeded"}
+           "VLMTrainingStage": "vlmtrainingstages", "EvalSuite": "evalsuites", "VLMRLStage": "vlmrlstages"}
+DONE = {"BalancedCorpus": "Ready", "PackedDataset": "Ready", "VLMTrainingStage": "Succeeded", "EvalSuite": "Succeeded",
+        "VLMRLStage": "Succeeded"}
 MERGE = "application/merge-patch+json"
 NOW = "2026-11-27T00:00:00Z"
 
@@ -58,6 +59,16 @@ def result_for(kind: str, cr_name: str, step: str, index: int = 0) -> dict[str, 
                             {"task": "docvqa_val", "metric": "anls", "value": 0.95},
                             {"task": "chartqa", "metric": "relaxed_overall", "value": 0.865}],
                 "lmmsEvalVersion": "0.7.3", "partial": False, "output": {"uri": f"s3://vlm-eval/{cr_name}/"}}
+    if kind == "VLMRLStage":
+        if step == "select":
+            return {"select": {"shard": index, "prompts": 25000, "samples": 200000}}
+        if step == "merge":
+            return {"selection": {"uri": f"s3://vlm-ckpt/{cr_name}/output/selection", "prompts": 400000, "selected": 67000,
+                                  "verdicts": {"kept": 67000, "alwaysCorrect": 300000, "neverCorrect": 33000}}}
+        return {"progress": {"step": 2094, "totalSteps": 2094, "phase": "chain-of-thought", "rewardMean": 0.71},
+                "checkpoint": {"latest": f"s3://vlm-ckpt/{cr_name}/chain-of-thought/final", "step": 2094},
+                "output": {"uri": f"s3://vlm-ckpt/{cr_name}/output/"}, "hf": f"s3://vlm-ckpt/{cr_name}/output/hf",
+                "curve": [{"step": 1, "reward": 0.42}, {"step": 2094, "reward": 0.71}]}
     raise KeyError(kind)
 
 

@@ -159,7 +159,7 @@ def test_pipeline_waits_then_runs_in_dependency_order(pipeline):
             assert p["appeared"][children[0]] > last_input, (cr, inp)
         for prev, nxt in zip(children, children[1:]):
             assert p["appeared"][nxt] > p["finished"][prev], (cr, prev, nxt)
-    assert len(p["parent"]) == 18
+    assert len(p["parent"]) == 22  # + the RL stage's select, merge, train and its EvalSuite
 
 
 def test_pipeline_ends_ready_with_results_in_status(pipeline):
@@ -194,12 +194,12 @@ def test_restart_mid_pipeline_creates_no_duplicates(pipeline, emulator):
     assert pipeline["restarted_at"] is not None
     posts = [r for r in _operator_requests(emulator) if r.method == "POST"
              and re.search(r"/namespaces/vlm/(jobs|pytorchjobs)$", r.path)]
-    assert Counter(r.status for r in posts) == Counter({201: 18}), Counter(r.status for r in posts)
+    assert Counter(r.status for r in posts) == Counter({201: 22}), Counter(r.status for r in posts)
     # children are never mutated after creation (Kueue owns runPolicy.suspend; nothing to adopt here)
     assert not [r for r in _operator_requests(emulator) if r.method in ("PATCH", "PUT")
                 and re.search(r"/(jobs|pytorchjobs)/", r.path)]
     names = [ch["metadata"]["name"] for ch in pipeline["cluster"].children()]
-    assert len(names) == len(set(names)) == 18
+    assert len(names) == len(set(names)) == 22
     # every child carries its owner (adoption/ownerReferences), pointing at the live CR uid
     c = pipeline["cluster"]
     for ch in c.children():

@@ -163,7 +163,7 @@ def test_render_prints_byte_for_byte_what_the_operator_created(pipeline, config_
     rendered = _documents(from_values.stdout)
     operator = {key: yaml.safe_dump(obj, sort_keys=False) for key, obj in pipeline["created"].items()}
     assert sorted(rendered) == sorted(operator)
-    assert len(operator) == 18
+    assert len(operator) == 22
     for key in operator:
         assert rendered[key] == operator[key], key + ":\n" + "".join(difflib.unified_diff(
             operator[key].splitlines(keepends=True), rendered[key].splitlines(keepends=True), "operator", "render"))
