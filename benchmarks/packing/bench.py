@@ -14,12 +14,16 @@ Columns (one row per mix x samples x capacity):
   TRL/ours    time(TRL's BFD) / time(our full plan)                       target >= 100 (at 1M)
   plan/sort   time(our full plan: counts, BFD, bound, passes and the per-sample sequence of every
               sample) / time(np.sort of the same int64 lengths)           target < 5 (at 10M)
-TRL's BFD is `trl.data_utils._pack_bfd` (what `pack_dataset(strategy="bfd")` maps over the data),
-called once on all samples (global BFD, its best sequence count) with a table of one list column
-whose list lengths are the samples' token counts and whose values are nulls (no token buffers: its
-arrow steps cost less than with real tokens, so the ratio is a lower bound). It iterates the
-lengths as numpy scalars, as TRL does. Only samples <= capacity go to TRL (it would truncate the
-rest; our plan drops them). Its sequence count is checked against our plain BFD.
+TRL's BFD is the loop of `trl.data_utils._pack_bfd` (what `pack_dataset(strategy="bfd")` maps over
+the data) on all samples at once (global BFD, its best sequence count): TRL's own `_SegmentTree`
+(imported from trl), the (length, id) pairs sorted by length descending with pyarrow as TRL sorts
+them, and the loop body as TRL writes it, iterating numpy scalars (`trl_bfd` below). Calling
+`_pack_bfd` itself is not practical here: around the loop it moves the token columns with arrow
+(`list_slice`, `take`), about 16 bytes per token even for null-valued lists, i.e. ~60 GB for the
+video mix at 1M samples (it was killed for memory on this 23 GB machine); on the mixes where it
+fits it takes ~30 s at 1M, slower than the loop alone, so the ratio below is a lower bound.
+Only samples <= capacity go to TRL (it would truncate the rest; our plan drops them). Its
+sequence count is checked against our plain BFD.
 Times are the minimum of `--repeat` runs (TRL: `--trl-repeat`), each np.sort / TRL run
 interleaved with ours (the machine may be shared).
 """
@@ -40,14 +44,37 @@ from mixes import MIXES, make_mix  # noqa: E402
 from vlmops_jobs.pack.algorithms import pack  # noqa: E402
 
 
-def trl_table(lengths: np.ndarray):
-    """One large_list<null> column with these list lengths (no value buffers)."""
-    import pyarrow as pa
+def trl_bfd(lengths: np.ndarray, seq_length: int) -> int:
+    """The BFD loop of trl.data_utils._pack_bfd (TRL 1.16.0) on these lengths; its sequence count."""
+    from collections import defaultdict, deque
 
-    offsets = np.zeros(lengths.size + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    column = pa.LargeListArray.from_arrays(pa.array(offsets), pa.nulls(int(offsets[-1])))
-    return pa.table({"input_ids": column})
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    from trl.data_utils import _SegmentTree
+
+    lengths = pc.make_struct(pa.array(lengths), pa.array(np.arange(len(lengths))))
+    lengths = lengths.sort("descending", by=0)
+    # from here on, as in _pack_bfd
+    segment_tree = _SegmentTree(seq_length)
+    segment_tree.add(seq_length)  # the max, `seq_length` bin is always available
+    space_to_bin = defaultdict(deque)
+    bins: list[dict] = []
+    for length, idx in zip(lengths.field(0).to_numpy(), lengths.field(1).to_numpy(), strict=True):
+        space = segment_tree.search(length)
+        if space < seq_length:
+            bin = space_to_bin[space].popleft()
+        else:
+            bin = {"ids": [], "length": 0}
+            bins.append(bin)
+        bin["ids"].append(idx)
+        bin["length"] += length
+        if space < seq_length and not space_to_bin[space]:
+            segment_tree.remove(space)
+        space = space - length
+        space_to_bin[space].append(bin)
+        if space > 0:
+            segment_tree.add(space)
+    return len(bins)
 
 
 def timed(fn, *args, **kwargs):
@@ -56,19 +83,18 @@ def timed(fn, *args, **kwargs):
     return time.perf_counter() - t, out
 
 
-def measure(lengths: np.ndarray, capacity: int, repeat: int, trl_repeat: int, trl) -> dict:
+def measure(lengths: np.ndarray, capacity: int, repeat: int, trl_repeat: int, trl: bool) -> dict:
     best = {"sort": float("inf"), "plan": float("inf"), "trl": float("inf")}
-    table = trl_table(lengths[(lengths > 0) & (lengths <= capacity)]) if trl and trl_repeat else None
+    fitting = lengths[(lengths > 0) & (lengths <= capacity)]
     packing, trl_sequences = None, None
-    for i in range(max(repeat, trl_repeat)):
+    for i in range(max(repeat, trl_repeat if trl else 0)):
         if i < repeat:
             best["sort"] = min(best["sort"], timed(np.sort, lengths)[0])
             dt, packing = timed(pack, lengths, capacity)
             best["plan"] = min(best["plan"], dt)
-        if table is not None and i < trl_repeat:
-            dt, out = timed(trl, table, capacity)
+        if trl and i < trl_repeat:
+            dt, trl_sequences = timed(trl_bfd, fitting, capacity)
             best["trl"] = min(best["trl"], dt)
-            trl_sequences = out.num_rows
     return {"packing": packing, "times": best, "trl_sequences": trl_sequences}
 
 
@@ -83,9 +109,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args()
     try:
-        from trl.data_utils import _pack_bfd as trl
-        import trl as trl_package
-        trl_version = trl_package.__version__
+        import trl
+        from trl.data_utils import _SegmentTree  # noqa: F401  (what trl_bfd runs)
+        trl_version = trl.__version__
     except ImportError:
         trl, trl_version = None, "not installed"
     print(f"# numpy {np.__version__}, TRL {trl_version}, {os.cpu_count()} CPUs; ratios are min-of-runs times")
@@ -97,8 +123,7 @@ def main() -> None:
         for mix in a.mixes:
             lengths = make_mix(mix, n, seed=a.seed)
             for cap in a.capacities:
-                run_trl = trl if n <= a.trl_up_to else None
-                m = measure(lengths, cap, a.repeat, a.trl_repeat if run_trl else 0, run_trl)
+                m = measure(lengths, cap, a.repeat, a.trl_repeat, trl is not None and n <= a.trl_up_to)
                 p, t, info = m["packing"], m["times"], m["packing"].info
                 if m["trl_sequences"] is not None and m["trl_sequences"] != info["bfdSequences"]:
                     print(f"# {mix} {n} {cap}: TRL made {m['trl_sequences']} sequences, our BFD "

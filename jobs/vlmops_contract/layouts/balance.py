@@ -1,7 +1,8 @@
 """A BalancedCorpus's `--output`: every name the balance job writes, relative to the output.
 
 The job joins them onto `--output` (`join(output, name)`); the manifest's `files` keys are these
-relative names. Readers: the pack job reads `SELECTED` (its parquet parts are the corpus).
+relative names. Readers: the pack job reads the `SELECTED` parts the manifest names (with their
+digests; never the directory listing: the corpus is what the manifest says).
 
     embed/shards-<N>/images/part-<i>.parquet     embed shard i of N: samples with embeddings
     embed/shards-<N>/concepts/part-<i>.parquet   embed shard i of N: concept texts with embeddings

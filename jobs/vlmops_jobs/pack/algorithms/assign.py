@@ -38,7 +38,7 @@ def slots_of(runs: Runs, n: int, dtype: type) -> np.ndarray:
     slots[n_placed:] = -1
     if not n_placed:
         return slots
-    ranges = n_bins > 1
+    ranges = (n_bins > 1) | (placed == 1)  # a one-slot row is a range too
     out = slots[:n_placed]
     if not ranges.any():
         out[:] = np.repeat(first.astype(dtype), placed)
