@@ -39,16 +39,19 @@ def slots_of(runs: Runs, n: int, dtype: type) -> np.ndarray:
     if not n_placed:
         return slots
     ranges = (n_bins > 1) | (placed == 1)  # a one-slot row is a range too
-    out = slots[:n_placed]
+    work = dtype if n_placed < 2**31 else np.int64  # slot positions must fit
+    out = slots[:n_placed] if work is dtype else np.empty(n_placed, dtype=work)
     if not ranges.any():
-        out[:] = np.repeat(first.astype(dtype), placed)
-        return slots
-    start = np.cumsum(placed) - placed
-    out[:] = np.repeat((first - np.where(ranges, start, 0)).astype(dtype), placed)
-    if ranges.all():
-        out += np.arange(n_placed, dtype=dtype)
+        out[:] = np.repeat(first.astype(work), placed)
     else:
-        np.add(out, np.arange(n_placed, dtype=dtype), out=out, where=np.repeat(ranges, placed))
+        start = np.cumsum(placed) - placed
+        out[:] = np.repeat((first - np.where(ranges, start, 0)).astype(work), placed)
+        if ranges.all():
+            out += np.arange(n_placed, dtype=work)
+        else:
+            np.add(out, np.arange(n_placed, dtype=work), out=out, where=np.repeat(ranges, placed))
+    if out.base is not slots:
+        slots[:n_placed] = out
     return slots
 
 
