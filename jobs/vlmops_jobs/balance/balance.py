@@ -18,7 +18,6 @@ name are removed after each commit and by a rerun that finds the output already 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -260,18 +259,9 @@ def _already_done(output: str, parameters: dict[str, Any], inputs: dict[str, Any
                   ) -> tuple[dict[str, Any], dict[str, str]] | None:
     """The result of an earlier run with the same parameters and inputs whose files all verify,
     and those files."""
-    try:
-        m = lineage.read_manifest(output)
-    except (ValueError, OSError):
+    m = lineage.reusable_manifest(output, parameters, inputs)
+    if m is None:
         return None
-    if not m or json.loads(json.dumps(m.get("parameters"))) != json.loads(json.dumps(parameters)) or \
-            json.loads(json.dumps(m.get("inputs"))) != json.loads(json.dumps(inputs)) or \
-            not lineage.same_code_and_environment(m):
-        return None
-    for rel, digest in m.get("files", {}).items():
-        uri = storage.join(output, rel)
-        if not storage.exists(uri) or storage.sha256_uri(uri) != digest:
-            return None
     uri = storage.join(output, MANIFEST)
     return {"stats": st.status_stats(m["stats"]), "output": {"uri": output.rstrip("/"), "manifest": uri,
                                                              "digest": storage.sha256_uri(uri),

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -150,6 +151,30 @@ def read_manifest(output_uri: str, name: str = MANIFEST) -> dict[str, Any] | Non
     if not storage.exists(uri):
         return None
     return storage.read_json(uri)
+
+
+def reusable_manifest(output_uri: str, parameters: dict[str, Any], inputs: dict[str, Any],
+                      name: str = MANIFEST) -> dict[str, Any] | None:
+    """The manifest of an earlier commit of this output that a rerun may keep: same parameters and
+    inputs, written by this code in this environment, every file still matching its digest. None
+    otherwise (the step runs again)."""
+    try:
+        m = read_manifest(output_uri, name)
+    except (ValueError, OSError):
+        return None
+    if not m or not same_json(m.get("parameters"), parameters) or not same_json(m.get("inputs"), inputs) \
+            or not same_code_and_environment(m):
+        return None
+    for rel, digest in (m.get("files") or {}).items():
+        uri = storage.join(output_uri, rel)
+        if not storage.exists(uri) or storage.sha256_uri(uri) != digest:
+            return None
+    return m
+
+
+def same_json(a: Any, b: Any) -> bool:
+    """Equal as JSON (tuples and lists alike, as they were written)."""
+    return json.loads(json.dumps(a)) == json.loads(json.dumps(b))
 
 
 def upstream(output_uri: str, name: str = MANIFEST) -> dict[str, Any]:

@@ -8,6 +8,7 @@ import tempfile
 from typing import Any
 
 from ..common import storage
+from ..common.lineage import same_json
 from ..common.result import JobError
 
 
@@ -45,10 +46,6 @@ def resolve_policy(uri: str, digest: str | None, work: str):
 
     m = resolve_model(uri, work, digest, log=lambda s: log(s))
     return m.local_dir, m.lineage()
-
-
-def same_json(a: Any, b: Any) -> bool:
-    return json.loads(json.dumps(a)) == json.loads(json.dumps(b))
 
 
 def committed_marker(marker_uri: str, parameters: dict[str, Any]) -> dict[str, Any] | None:

@@ -13,7 +13,8 @@ from vlmops_contract.layouts import rl as layout
 from ..common import lineage, storage
 from ..common.result import JobError
 from . import prompts as pr
-from .common import log, same_json
+from ..common.lineage import same_json
+from .common import log
 from .selection import KEPT, VERDICTS, PromptStats, Rule, select
 
 SHARD_KEYS = ("shard",)  # marker keys that differ between the shards of one run
@@ -146,15 +147,8 @@ def _result(output: str, out: dict[str, str], summ: dict[str, Any], policy: dict
 
 
 def _already_done(output: str, params: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any] | None:
-    m = lineage.read_manifest(output, layout.SELECTION_MANIFEST)
-    if not m or not same_json(m.get("parameters"), params) or not same_json(m.get("inputs"), inputs) \
-            or not lineage.same_code_and_environment(m):
-        return None
-    for rel, digest in (m.get("files") or {}).items():
-        uri = storage.join(output, rel)
-        if not storage.exists(uri) or storage.sha256_uri(uri) != digest:
-            return None
-    if not m["stats"].get("selected"):
+    m = lineage.reusable_manifest(output, params, inputs, layout.SELECTION_MANIFEST)
+    if m is None or not m["stats"].get("selected"):
         return None
     uri = storage.join(output, layout.SELECTION_MANIFEST)
     out = {"uri": output.rstrip("/"), "manifest": uri, "digest": storage.sha256_uri(uri), "identity": m.get("identity")}

@@ -27,14 +27,7 @@ class Backbone:
                  inputs_embeds=None, mm_token_type_ids=None, **kwargs: Any):
         m = self.model
         if inputs_embeds is None:
-            inputs_embeds = m.model.embed_tokens(input_ids)
-            if pixel_values is not None:
-                feats = m.visual(pixel_values.to(m.visual.patch_embed.proj.weight.dtype), image_grid_thw)
-                slots = input_ids == m.config.image_token_id
-                if int(slots.sum()) != feats.shape[0]:
-                    raise ValueError(f"{int(slots.sum())} image tokens in the text, {feats.shape[0]} image features")
-                inputs_embeds = inputs_embeds.masked_scatter(slots[..., None].expand_as(inputs_embeds),
-                                                             feats.to(inputs_embeds.dtype))
+            inputs_embeds = m.embed_inputs(input_ids, pixel_values, image_grid_thw)  # the model's own splice
         kwargs.pop("use_cache", None)
         return m.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, use_cache=False, **kwargs)
 

@@ -20,7 +20,7 @@ from vlmops_contract.rl_checks import ROLLOUTS
 from ..common import lineage, storage
 from ..common.result import JobError
 from . import checkpoints as ck
-from .common import fault, log, resolve_policy, same_json, work_dir
+from .common import fault, log, resolve_policy, work_dir
 from .phases import Phase, parse
 from .progress import Progress, callback, curve_points
 
@@ -209,14 +209,9 @@ def result(state: dict[str, Any], total: int, curve: list[dict[str, Any]], ckpt:
 
 
 def _already_done(output: str, params: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any] | None:
-    m = lineage.read_manifest(output)
-    if not m or not same_json(m.get("parameters"), params) or not same_json(m.get("inputs"), inputs) \
-            or not lineage.same_code_and_environment(m):
+    m = lineage.reusable_manifest(output, params, inputs)
+    if m is None:
         return None
-    for rel, digest in (m.get("files") or {}).items():
-        uri = storage.join(output, rel)
-        if not storage.exists(uri) or storage.sha256_uri(uri) != digest:
-            return None
     doc = storage.read_json(storage.join(output, layout.PROGRESS)) if storage.exists(
         storage.join(output, layout.PROGRESS)) else {}
     uri = storage.join(output, layout.MANIFEST)

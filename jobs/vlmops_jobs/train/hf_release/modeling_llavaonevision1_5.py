@@ -174,6 +174,17 @@ class LLaVAOneVision1_5_ForConditionalGeneration(LLaVAOneVision1_5_PreTrainedMod
     def set_output_embeddings(self, value):
         self.lm_head = value
 
+    def embed_inputs(self, input_ids, pixel_values=None, image_grid_thw=None):
+        """Token embeddings with each image's merged patch features in its image-token slots."""
+        inputs_embeds = self.model.embed_tokens(input_ids)
+        if pixel_values is None:
+            return inputs_embeds
+        feats = self.visual(pixel_values.to(self.visual.patch_embed.proj.weight.dtype), image_grid_thw)
+        slots = input_ids == self.config.image_token_id
+        if int(slots.sum()) != feats.shape[0]:
+            raise ValueError(f"{int(slots.sum())} image tokens in the text, {feats.shape[0]} image features")
+        return inputs_embeds.masked_scatter(slots[..., None].expand_as(inputs_embeds), feats.to(inputs_embeds.dtype))
+
     def forward(self, input_ids=None, attention_mask=None, position_ids=None, past_key_values=None,
                 inputs_embeds=None, labels=None, use_cache=None, pixel_values=None, image_grid_thw=None,
                 cache_position=None, logits_to_keep=0, mm_token_type_ids=None, pixel_values_videos=None,
@@ -182,14 +193,7 @@ class LLaVAOneVision1_5_ForConditionalGeneration(LLaVAOneVision1_5_PreTrainedMod
         if pixel_values_videos is not None:
             raise ValueError("videos are not supported by this export (the trainer feeds images only)")
         if inputs_embeds is None:
-            inputs_embeds = self.model.embed_tokens(input_ids)
-            if pixel_values is not None:
-                feats = self.visual(pixel_values.to(self.visual.patch_embed.proj.weight.dtype), image_grid_thw)
-                slots = input_ids == self.config.image_token_id
-                if int(slots.sum()) != feats.shape[0]:
-                    raise ValueError(f"{int(slots.sum())} image tokens in the text, {feats.shape[0]} image features")
-                inputs_embeds = inputs_embeds.masked_scatter(slots[..., None].expand_as(inputs_embeds),
-                                                             feats.to(inputs_embeds.dtype))
+            inputs_embeds = self.embed_inputs(input_ids, pixel_values, image_grid_thw)
         cache = kwargs.pop("cache", None) or past_key_values
         out = self.model(inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids,
                          cache=cache, use_cache=use_cache, cache_position=cache_position, **kwargs)
