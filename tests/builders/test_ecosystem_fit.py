@@ -16,6 +16,7 @@ from test_child_manifests import K8S_VERSION, _pipeline, _validate_pytorchjob
 from vlmops.api.common import Scheduling
 from vlmops.builders import BuildContext
 from vlmops.builders.eval_suite import model_arg
+from vlmops.builders.training_stage import trainjob_pod_patch
 from vlmops.kinds import build
 from vlmops.policy import POD_OVERRIDES, Policy
 
@@ -48,9 +49,7 @@ def _pods(m):
 
 def _trainjob_pod(m):
     """The `node` pod a TrainJob asks for: the runtime patch with the trainer's container fields."""
-    (patch,) = m["spec"]["runtimePatches"]
-    (rj,) = patch["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"]
-    pod = copy.deepcopy(rj["template"]["spec"]["template"])
+    pod = copy.deepcopy(trainjob_pod_patch(m))
     t = m["spec"]["trainer"]
     (c,) = pod["spec"].pop("containers")
     pod["spec"]["containers"] = [{**c, "image": t["image"], "command": t["command"], "env": t["env"],

@@ -9,6 +9,7 @@ import yaml
 
 from vlmops import childstate, results
 from vlmops.builders import BuildContext
+from vlmops.builders.training_stage import trainjob_pod_patch
 from vlmops.builders.uris import resolve_uris
 from vlmops.kinds import build, planned_status
 from vlmops.local.kube import LocalKube, _launcher
@@ -52,8 +53,7 @@ def test_a_trainjob_runs_locally_and_its_result_is_read(tmp_path):
     assert childstate.state(created).phase == "Running"
     done = kube.execute(created)
     assert childstate.state(done).phase == "Succeeded"
-    labels = tj["spec"]["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"][0][
-        "template"]["spec"]["template"]["metadata"]["labels"]
+    labels = trainjob_pod_patch(tj)["metadata"]["labels"]
     pods = kube.list_pods("default", {k: v for k, v in labels.items() if k.startswith("vlmops.dev/")})
     assert results.from_pods(pods) == {"progress": {"step": 3}}
     tj["spec"]["trainer"]["command"] = ["python", "-c", "import sys; print('error: boom'); sys.exit(2)"]

@@ -12,6 +12,7 @@ import yaml
 from kubernetes import client
 
 from operator_harness import REPO
+from vlmops.builders.training_stage import trainjob_pod_patch
 
 GROUP, VERSION = "vlmops.dev", "v1alpha1"
 PLURALS = {"BalancedCorpus": "balancedcorpora", "PackedDataset": "packeddatasets",
@@ -153,11 +154,9 @@ class Cluster:
                 status["completionTime"] = NOW
             self.batch.patch_namespaced_job_status(meta["name"], self.ns, {"status": status}, _content_type=MERGE)
         elif child["kind"] == "TrainJob":  # pods: the JobSet's `node` job, labels from the runtime patch
-            (patch,) = child["spec"]["runtimePatches"]
-            (rj,) = patch["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"]
             res = result if result is not None else result_for(kind, cr, step)
             msg = json.dumps({"vlmopsResult": res}, separators=(",", ":")) if ok else error
-            pod_labels = {**rj["template"]["spec"]["template"]["metadata"]["labels"],
+            pod_labels = {**trainjob_pod_patch(child)["metadata"]["labels"],
                           "jobset.sigs.k8s.io/jobset-name": meta["name"],
                           "jobset.sigs.k8s.io/replicatedjob-name": "node", "batch.kubernetes.io/job-completion-index": "0"}
             self._pod(f"{meta['name']}-node-0-0-abcde", pod_labels, "node", msg, 0 if ok else 1, 0, image_id)

@@ -113,6 +113,15 @@ def queue_labels(sched: Scheduling) -> dict[str, str]:
     return {QUEUE_LABEL: sched.queue_name} if sched.queue_name else {}
 
 
+def queued_metadata(cr: dict[str, Any], spec: Any, step: str, ctx: BuildContext
+                    ) -> tuple[k8s.V1ObjectMeta, Scheduling]:
+    """A child's metadata with the queue label (its pods carry the same labels), and its scheduling."""
+    meta = metadata(cr, step)
+    sched = scheduling(spec, ctx)
+    meta.labels.update(queue_labels(sched))
+    return meta, sched
+
+
 def container_resources(ctx: BuildContext, image_key: str, own: dict[str, Any] | None, pod: PodOverrides | None
               ) -> dict[str, Any]:
     """Requests/limits of a job container: chart defaults, then the kind's own (GPUs), then spec.pod."""
@@ -279,9 +288,7 @@ def job(cr: dict[str, Any], spec: Any, step: str, command: list[str], ctx: Build
     created suspended with the queue label, Kueue unsuspends it once admitted."""
     image = spec.container_image() or ctx.images[image_key]
     env = storage_env(spec.storage, ctx) + list(extra_env or [])
-    meta = metadata(cr, step)
-    sched = scheduling(spec, ctx)
-    meta.labels.update(queue_labels(sched))
+    meta, sched = queued_metadata(cr, spec, step, ctx)
     pod_labels = dict(meta.labels)
     indexed = completions is not None
     main = container("main", image, command, env, ctx, container_resources(ctx, image_key, resources, spec.pod))

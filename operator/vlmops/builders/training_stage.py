@@ -10,7 +10,7 @@ from vlmops_contract.stage_checks import IMAGE_CELL
 from ..api import packed_dataset, training_stage
 from ..api.training_stage import VLMTrainingStageSpec
 from .common import (BuildContext, Plan, Step, apply_pod_overrides, container, container_resources, flag_args,
-                     metadata, pod_spec, queue_labels, scheduling, storage_env, to_dict)
+                     pod_spec, queued_metadata, storage_env, to_dict)
 from .inputs import Inputs, output_uri, resolve
 
 METRICS_PORT = 9400
@@ -116,9 +116,7 @@ def pytorchjob(cr: dict[str, Any], spec: VLMTrainingStageSpec, command: list[str
     importing those costs ~6 s, which `vlmops render` cannot afford; tests check every rendered
     PyTorchJob against the pinned kubeflow-training 1.9.3 models and the pod templates with
     kubernetes-validate."""
-    meta = metadata(cr, "train")
-    sched = scheduling(spec, ctx)
-    meta.labels.update(queue_labels(sched))
+    meta, sched = queued_metadata(cr, spec, "train", ctx)
     pod_labels = dict(meta.labels)
     c = container(CONTAINER, spec.container_image() or ctx.images["train"], command, _env(spec, ctx), ctx,
                   resources=_resources(spec, ctx))
@@ -158,18 +156,16 @@ def trainjob(cr: dict[str, Any], spec: VLMTrainingStageSpec, command: list[str],
     The container's image, command, env and resources are the trainer's; our labels (how results are
     found), the pod overlay and /dev/shm go in as a runtime patch of the `node` pods. Checked in tests
     against the pinned kubeflow-trainer-api 2.3.0 models."""
-    meta = metadata(cr, "train")
-    sched = scheduling(spec, ctx)
-    meta.labels.update(queue_labels(sched))
+    meta, sched = queued_metadata(cr, spec, "train", ctx)
     pod_labels = dict(meta.labels)
-    # the same overlay as a PyTorchJob's pods, then cut to what a runtime patch may carry
-    template = {"metadata": {"labels": pod_labels}, "spec": {"containers": [{"name": TRAINJOB_NODE}]}}
+    # the same container and overlay as a PyTorchJob's pods, then cut to what a TrainJob carries: the
+    # trainer's fields and a runtime patch
+    c = container(TRAINJOB_NODE, spec.container_image() or ctx.images["train"], command, _env(spec, ctx), ctx,
+                  resources=_resources(spec, ctx))
+    template = to_dict(k8s.V1PodTemplateSpec(metadata=k8s.V1ObjectMeta(labels=pod_labels),
+                                             spec=k8s.V1PodSpec(containers=[c])))
     apply_pod_overrides(template, spec.pod, ctx, shm=True)
     pod, node = template["spec"], template["spec"]["containers"][0]
-    env = [to_dict(e) for e in _env(spec, ctx)] + [{"name": "VLMOPS_IMAGE", "value": spec.container_image()
-                                                   or ctx.images["train"]}]
-    names = {e["name"] for e in node.get("env") or []}
-    env = [e for e in env if e["name"] not in names] + list(node.get("env") or [])
     container_patch = {"name": TRAINJOB_NODE, "volumeMounts": node.get("volumeMounts")}
     pod_patch = {k: pod.get(k) for k in ("affinity", "nodeSelector", "securityContext", "serviceAccountName",
                                           "tolerations", "volumes")}
@@ -177,9 +173,8 @@ def trainjob(cr: dict[str, Any], spec: VLMTrainingStageSpec, command: list[str],
     patch = {"manager": PATCH_MANAGER, "trainingRuntimeSpec": {"template": {"spec": {"replicatedJobs": [{
         "name": TRAINJOB_NODE, "template": {"spec": {"template": {
             "metadata": template["metadata"], "spec": {k: v for k, v in pod_patch.items() if v}}}}}]}}}}
-    trainer = {"image": spec.container_image() or ctx.images["train"], "command": command, "env": env,
-               "numNodes": spec.nodes, "numProcPerNode": spec.gpus_per_node,
-               "resourcesPerNode": _resources(spec, ctx)}
+    trainer = {"image": node["image"], "command": node["command"], "env": node["env"],
+               "numNodes": spec.nodes, "numProcPerNode": spec.gpus_per_node, "resourcesPerNode": node["resources"]}
     body: dict[str, Any] = {"runtimeRef": {"apiGroup": "trainer.kubeflow.org", "kind": "ClusterTrainingRuntime",
                                            "name": ctx.train_job_runtime},
                             "trainer": trainer, "runtimePatches": [patch]}
@@ -187,3 +182,10 @@ def trainjob(cr: dict[str, Any], spec: VLMTrainingStageSpec, command: list[str],
         body["suspend"] = True  # Kueue admits it (its TrainJob integration reads the queue-name label)
     return {"apiVersion": "trainer.kubeflow.org/v1alpha1", "kind": "TrainJob", "metadata": to_dict(meta),
             "spec": body}
+
+
+def trainjob_pod_patch(tj: dict[str, Any]) -> dict[str, Any]:
+    """The `node` pod-template patch (metadata + spec) of a TrainJob `trainjob` built."""
+    (patch,) = tj["spec"]["runtimePatches"]
+    (node,) = patch["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"]
+    return node["template"]["spec"]["template"]

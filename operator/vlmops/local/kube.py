@@ -9,6 +9,7 @@ from vlmops_contract.labels import COMPLETION_INDEX_ANNOTATION, LABEL_STEP, pare
 from vlmops_contract.result import EXIT_BAD_INPUT
 
 from .. import childstate, mergepatch
+from ..builders.training_stage import TRAINJOB_NODE, trainjob_pod_patch
 from ..childstate import TTL_PATCH
 from ..conditions import now
 from ..kinds import KINDS
@@ -64,7 +65,7 @@ class LocalKube:
         if child["kind"] == "Job":
             child["status"] = {"active": 1, "startTime": at}
         elif child["kind"] == "TrainJob":
-            child["status"] = {"jobsStatus": [{"name": "node", "active": 1, "ready": 0, "succeeded": 0,
+            child["status"] = {"jobsStatus": [{"name": TRAINJOB_NODE, "active": 1, "ready": 0, "succeeded": 0,
                                                "failed": 0, "suspended": 0}]}
         else:
             child["status"] = {"startTime": at, "conditions": [
@@ -207,7 +208,7 @@ def _job_status(runs: list[PodRun], n: int, indexed: bool) -> dict[str, Any]:
     if failed:
         bad_input = any(r.exit_code == EXIT_BAD_INPUT for r in failed)
         reason = "PodFailurePolicy" if bad_input else "BackoffLimitExceeded"
-        msg = failed[0].message.strip().splitlines()[-1] if failed[0].message.strip() else ""
+        msg = _last_line(failed[0], "")
         st["conditions"] = [{"type": "Failed", "status": "True", "reason": reason,
                              "message": f"pod {failed[0].index}: {msg}"[:2000], "lastTransitionTime": at}]
     else:
@@ -216,14 +217,19 @@ def _job_status(runs: list[PodRun], n: int, indexed: bool) -> dict[str, Any]:
     return st
 
 
+def _last_line(run: PodRun, default: str) -> str:
+    """The last line a failed pod left (its `error:` line), else `default`."""
+    text = run.message.strip()
+    return text.splitlines()[-1] if text else default
+
+
 def _launcher(child: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str]]:
     """(the torchrun container, world size, pod labels) of a PyTorchJob's Master or a TrainJob's trainer."""
     spec = child["spec"]
     if child["kind"] == "TrainJob":
         t = spec["trainer"]
-        container = {"name": "node", "image": t["image"], "command": t["command"], "env": t.get("env") or []}
-        patch = spec["runtimePatches"][0]["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"][0]
-        labels = patch["template"]["spec"]["template"]["metadata"].get("labels") or {}
+        container = {"name": TRAINJOB_NODE, "image": t["image"], "command": t["command"], "env": t.get("env") or []}
+        labels = trainjob_pod_patch(child)["metadata"].get("labels") or {}
         return container, int(t.get("numNodes") or 1) * int(t.get("numProcPerNode") or 1), labels
     replicas = spec["pytorchReplicaSpecs"]
     master = replicas["Master"]
@@ -234,13 +240,13 @@ def _launcher(child: dict[str, Any]) -> tuple[dict[str, Any], int, dict[str, str
 
 def _trainjob_status(run: PodRun) -> dict[str, Any]:
     at = now()
-    jobs = {"name": "node", "active": 0, "ready": 0, "succeeded": int(run.exit_code == 0),
+    jobs = {"name": TRAINJOB_NODE, "active": 0, "ready": 0, "succeeded": int(run.exit_code == 0),
             "failed": int(run.exit_code != 0), "suspended": 0}
     if run.exit_code == 0:
         cond = {"type": "Complete", "status": "True", "reason": "JobsCompleted", "message": "",
                 "lastTransitionTime": at}
     else:
-        msg = run.message.strip().splitlines()[-1] if run.message.strip() else f"exit code {run.exit_code}"
+        msg = _last_line(run, f"exit code {run.exit_code}")
         cond = {"type": "Failed", "status": "True", "reason": "TrainJobFailed", "message": msg[:2000],
                 "lastTransitionTime": at}
     return {"conditions": [cond], "jobsStatus": [jobs]}
@@ -254,7 +260,7 @@ def _pytorchjob_status(run: PodRun) -> dict[str, Any]:
         conds.append({"type": "Succeeded", "status": "True", "reason": "PyTorchJobSucceeded",
                       "lastTransitionTime": at})
     else:
-        msg = run.message.strip().splitlines()[-1] if run.message.strip() else f"exit code {run.exit_code}"
+        msg = _last_line(run, f"exit code {run.exit_code}")
         conds.append({"type": "Failed", "status": "True", "reason": "PyTorchJobFailed",
                       "message": msg[:2000], "lastTransitionTime": at})
     return {"conditions": conds, "startTime": at, "completionTime": at}
