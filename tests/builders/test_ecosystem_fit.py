@@ -155,11 +155,14 @@ def test_the_whole_overlay_reaches_every_pod_of_every_kind(recipe, runtime):
             if m["kind"] != "TrainJob":  # a TrainJob's pods keep the runtime's restricted defaults
                 assert ps["securityContext"]["runAsNonRoot"] is True, where
             volumes = {v["name"]: v for v in ps["volumes"]}
+            assert len(volumes) == len(ps["volumes"]), where  # the overlay merged once, names unique
             assert volumes["models"] == OVERLAY["volumes"][0], where
             assert volumes["dshm"]["emptyDir"]["sizeLimit"] == "32Gi", where
             if m["kind"] == "PyTorchJob":
                 assert ps["hostNetwork"] is True and ps["dnsPolicy"] == "ClusterFirstWithHostNet"
+            assert len(ps["tolerations"]) == len({str(t) for t in ps["tolerations"]}), where
             for c in ps["containers"]:
+                assert len({m["mountPath"] for m in c["volumeMounts"]}) == len(c["volumeMounts"]), where
                 assert {"name": "models", "mountPath": "/models", "readOnly": True} in c["volumeMounts"], where
                 assert {"name": "HF_HOME", "value": "/models/hf"} in c["env"], where
 

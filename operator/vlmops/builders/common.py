@@ -283,9 +283,10 @@ def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 
 def job(cr: dict[str, Any], spec: Any, step: str, command: list[str], ctx: BuildContext, *, image_key: str = "data",
         completions: int | None = None, backoff_limit: int = 3, resources: dict[str, Any] | None = None,
-        extra_env: list[k8s.V1EnvVar] | None = None) -> dict[str, Any]:
+        extra_env: list[k8s.V1EnvVar] | None = None, shm: bool = False) -> dict[str, Any]:
     """A batch/v1 Job; `completions` > 0 makes it an Indexed Job (one pod per shard). Queued (Kueue):
-    created suspended with the queue label, Kueue unsuspends it once admitted."""
+    created suspended with the queue label, Kueue unsuspends it once admitted. `shm`: a memory-backed
+    /dev/shm (data loaders, NCCL)."""
     image = spec.container_image() or ctx.images[image_key]
     env = storage_env(spec.storage, ctx) + list(extra_env or [])
     meta, sched = queued_metadata(cr, spec, step, ctx)
@@ -317,7 +318,7 @@ def job(cr: dict[str, Any], spec: Any, step: str, command: list[str], ctx: Build
         ),
     )
     out = to_dict(body)
-    apply_pod_overrides(out["spec"]["template"], spec.pod, ctx)
+    apply_pod_overrides(out["spec"]["template"], spec.pod, ctx, shm=shm)
     return out
 
 

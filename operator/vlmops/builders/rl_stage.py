@@ -7,7 +7,7 @@ from typing import Any
 
 from ..api import rl_stage, training_stage
 from ..api.rl_stage import PolicyRef, VLMRLStageSpec
-from .common import BuildContext, Plan, Step, apply_pod_overrides, flag_args, job, py
+from .common import BuildContext, Plan, Step, flag_args, job, py
 from .inputs import Inputs, resolve
 
 
@@ -77,12 +77,11 @@ def build(cr: dict[str, Any], spec: VLMRLStageSpec, inputs: Inputs, ctx: BuildCo
     policy, digest = policy_uri(spec.init_from, inputs, waiting)
     if policy is None:
         return Plan(waiting_for=waiting)
+    # select and train: data loaders and NCCL need more /dev/shm than the runtime's 64 MB
     select = job(cr, spec, "select", select_args(spec, policy, digest), ctx, image_key="train",
-                 completions=spec.shards, resources=_gpu(spec, select_gpus(spec)))
+                 completions=spec.shards, resources=_gpu(spec, select_gpus(spec)), shm=True)
     merge = job(cr, spec, "merge", merge_args(spec), ctx)
     train = job(cr, spec, "train", train_args(spec, policy, digest), ctx, image_key="train",
-                resources=_gpu(spec, spec.gpus))
-    for j in (select, train):  # data loaders and NCCL need more /dev/shm than the runtime's 64 MB
-        apply_pod_overrides(j["spec"]["template"], spec.pod, ctx, shm=True)
+                resources=_gpu(spec, spec.gpus), shm=True)
     return Plan(steps=[Step("select", select), Step("merge", merge), Step("train", train)],
                 inputs={"policy": policy, "prompts": spec.prompts.uri})
