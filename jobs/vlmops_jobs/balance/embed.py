@@ -20,12 +20,13 @@ import pyarrow as pa
 
 from vlmops_contract.layouts import balance as layout
 from vlmops_jobs.common import storage
+from vlmops_jobs.common.lineage import committed_marker
 from vlmops_jobs.common.result import JobError, shard_index
 
 from . import tables
 from .arguments import add_inputs, add_sharded_output
 from .embedder import embed_images, embed_texts, load_model, mean_of_images
-from .shards import committed, fault, log, names
+from .shards import fault, log, names
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -68,7 +69,7 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
     params = {"source": a.source, "idField": a.id_field, "imageField": a.image_field, "concepts": a.concepts,
               "conceptTextField": a.concept_text_field, "embedder": a.embedder, "batchSize": a.batch_size,
               "rows": [lo, hi], "conceptRows": [clo, chi], "inputs": inp.inputs}
-    if committed(uris["marker"], params) is not None:
+    if committed_marker(uris["marker"], params) is not None:
         log(f"embed shard {a.shard}/{a.shards}: already committed with matching digests; skipping")
         return {"shard": a.shard, "skipped": True, "rows": hi - lo, "output": {"uri": uris["marker"]}}
 

@@ -18,12 +18,13 @@ import pyarrow as pa
 
 from vlmops_contract.layouts import balance as layout
 from vlmops_jobs.common import storage
+from vlmops_jobs.common.lineage import committed_marker
 from vlmops_jobs.common.result import JobError, shard_index
 
 from . import tables
 from .arguments import add_inputs, add_sharded_output
 from .index import DEVICES, choose_device, get_index, place, recall_hits, search
-from .shards import committed, embedded_inputs, fault, log, names, remove_own_temps
+from .shards import embedded_inputs, fault, log, names, remove_own_temps
 
 RECALL_SALT = 0x5EC411
 
@@ -74,7 +75,7 @@ def run(a: argparse.Namespace) -> dict[str, Any]:
     t_read = time.perf_counter() - t0
     params["inputs"] = {"source": qs.inputs, "concepts": concept_inputs}
 
-    if committed(uris["marker"], params) is not None:
+    if committed_marker(uris["marker"], params) is not None:
         log(f"shard {a.shard}/{a.shards}: already committed with matching digests; skipping")
         return {"shard": a.shard, "skipped": True, "rows": hi - lo, "output": {"uri": uris["marker"]}}
 

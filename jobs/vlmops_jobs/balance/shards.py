@@ -7,7 +7,6 @@ killed shard leaves no marker, and the next step refuses to start until it is re
 from __future__ import annotations
 
 import io
-import json
 import os
 import sys
 from typing import Any
@@ -38,22 +37,6 @@ def fault(point: str) -> None:
 def names(output: str, files: dict[str, str]) -> dict[str, str]:
     """A layout's relative file names as URIs under `output`."""
     return {k: storage.join(output, v) for k, v in files.items()}
-
-
-def committed(marker_uri: str, params: dict[str, Any]) -> dict[str, Any] | None:
-    """The shard's marker when it committed with these parameters and its files still verify."""
-    if not storage.exists(marker_uri):
-        return None
-    try:
-        marker = storage.read_json(marker_uri)
-        if marker.get("parameters") != json.loads(json.dumps(params)):  # as JSON would store it
-            return None
-        for f in marker["files"].values():
-            if not storage.exists(f["uri"]) or storage.sha256_uri(f["uri"]) != f["digest"]:
-                return None
-    except (ValueError, OSError, KeyError):  # an unreadable marker is redone, not trusted
-        return None
-    return marker
 
 
 def remove_own_temps(marker_uri: str) -> None:

@@ -172,6 +172,23 @@ def reusable_manifest(output_uri: str, parameters: dict[str, Any], inputs: dict[
     return m
 
 
+def committed_marker(marker_uri: str, parameters: dict[str, Any]) -> dict[str, Any] | None:
+    """A shard's marker when it committed with these parameters and the files it names still verify
+    (an unreadable marker is redone, not trusted)."""
+    try:
+        if not storage.exists(marker_uri):
+            return None
+        m = storage.read_json(marker_uri)
+        if not same_json(m.get("parameters"), parameters):
+            return None
+        for f in m["files"].values():
+            if not storage.exists(f["uri"]) or storage.sha256_uri(f["uri"]) != f["digest"]:
+                return None
+        return m
+    except (ValueError, OSError, KeyError):
+        return None
+
+
 def same_json(a: Any, b: Any) -> bool:
     """Equal as JSON (tuples and lists alike, as they were written)."""
     return json.loads(json.dumps(a)) == json.loads(json.dumps(b))

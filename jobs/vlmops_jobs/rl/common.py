@@ -7,8 +7,6 @@ import sys
 import tempfile
 from typing import Any
 
-from ..common import storage
-from ..common.lineage import same_json
 from ..common.result import JobError
 
 
@@ -46,22 +44,6 @@ def resolve_policy(uri: str, digest: str | None, work: str):
 
     m = resolve_model(uri, work, digest, log=lambda s: log(s))
     return m.local_dir, m.lineage()
-
-
-def committed_marker(marker_uri: str, parameters: dict[str, Any]) -> dict[str, Any] | None:
-    """A shard's marker when it committed with these parameters and its files still verify."""
-    try:
-        if not storage.exists(marker_uri):
-            return None
-        m = storage.read_json(marker_uri)
-        if not same_json(m.get("parameters"), parameters):
-            return None
-        for f in m["files"].values():
-            if not storage.exists(f["uri"]) or storage.sha256_uri(f["uri"]) != f["digest"]:
-                return None
-        return m
-    except (ValueError, OSError, KeyError):
-        return None
 
 
 def parse_list(value: str, what: str, allowed: tuple[str, ...]) -> tuple[str, ...]:

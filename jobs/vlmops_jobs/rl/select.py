@@ -17,7 +17,8 @@ from vlmops_contract.rl_checks import REWARDS, ROLLOUTS, TEMPLATES
 from ..common import lineage, storage
 from ..common.result import JobError, shard_index
 from . import prompts as pr
-from .common import committed_marker, fault, log, parse_list, resolve_policy, work_dir
+from ..common.lineage import committed_marker
+from .common import fault, log, parse_list, resolve_policy, work_dir
 from .rewards import total
 from .selection import draw_key, prompt_stats
 
