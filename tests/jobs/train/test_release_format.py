@@ -268,3 +268,24 @@ def test_the_exported_processor_marks_images_as_the_tokenizer_does(tmp_path):
     i = ids.index(start)
     n = image_tokens(300, 200)
     assert ids[i + 1: i + 1 + n] == [pad] * n and ids[i + 1 + n] == end
+
+
+def test_every_load_of_the_export_computes_the_same_vision_features(exported):
+    """from_pretrained builds the model on the meta device: a non-persistent buffer its
+    _init_weights does not set stays whatever memory it is given. The vision RoPE's frequencies
+    were such a buffer (garbage angles, sometimes NaN: GRPO's reference log-probs went NaN)."""
+    from transformers import AutoModelForCausalLM
+
+    grid, pix = exported["mb"]["image_grid_thw"][:1], exported["mb"]["pixel_values"]
+    pix = pix[: int(grid.prod())]
+    outs = []
+    for fill in (float("nan"), 1e7, 0.0):
+        junk = [torch.full((n,), fill) for n in range(1, 2048) for _ in range(2)]  # freed blocks, filled
+        del junk
+        hf = AutoModelForCausalLM.from_pretrained(exported["dir"], trust_remote_code=True, dtype=torch.float32)
+        # transformers itself re-initialises the rotary embeddings' buffers; any other would be garbage
+        assert all("rotary_emb" in n for n, _ in hf.named_non_persistent_buffers())
+        with torch.no_grad():
+            outs.append(hf.visual(pix, grid))
+    assert torch.isfinite(outs[0]).all()
+    assert all(torch.equal(outs[0], o) for o in outs[1:])

@@ -92,9 +92,13 @@ class RiceTransformer(nn.Module):
         self.pre_layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.blocks = nn.ModuleList(RiceBlock(config) for _ in range(config.depth))
         self.merger = RicePatchMerger(config)
-        quarter = head_dim // 2
-        self.register_buffer("inv_freq", 1.0 / (10000.0 ** (torch.arange(0, quarter, 2).float() / quarter)),
-                             persistent=False)
+        self.rope_quarter = head_dim // 2
+
+    def _inv_freq(self, device: torch.device) -> torch.Tensor:
+        # computed, not a non-persistent buffer: from_pretrained builds on the meta device and leaves
+        # such buffers as uninitialised memory unless _init_weights knows them
+        q = self.rope_quarter
+        return 1.0 / (10000.0 ** (torch.arange(0, q, 2, device=device, dtype=torch.float32) / q))
 
     def _angles(self, grid_thw: torch.Tensor) -> torch.Tensor:
         m = self.config.spatial_merge_size
@@ -103,8 +107,9 @@ class RiceTransformer(nn.Module):
             rows = torch.arange(h)[:, None].expand(h, w).reshape(h // m, m, w // m, m).permute(0, 2, 1, 3).flatten()
             cols = torch.arange(w)[None, :].expand(h, w).reshape(h // m, m, w // m, m).permute(0, 2, 1, 3).flatten()
             out.append(torch.stack([rows, cols], -1).repeat(t, 1))
-        pos = torch.cat(out).to(self.inv_freq.device)
-        return (pos[..., None].float() * self.inv_freq).flatten(1)
+        device = self.class_embedding.device
+        pos = torch.cat(out).to(device)
+        return (pos[..., None].float() * self._inv_freq(device)).flatten(1)
 
     def forward(self, pixel_values: torch.Tensor, grid_thw: torch.Tensor) -> torch.Tensor:
         x = self.patch_embed(pixel_values)
