@@ -6,6 +6,7 @@ phases; the result line carries it downsampled (`curve_points`) for status and t
 """
 from __future__ import annotations
 
+import math
 import time
 from datetime import datetime, timezone
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 from vlmops_contract.layouts import rl as layout
 
 from ..common import storage
+from ..common.cli import StepFailed
 from .common import fault, log
 
 MAX_CURVE_POINTS = 48  # in status: small enough for the result line (4 KiB) and the CR
@@ -75,12 +77,23 @@ class Progress:
         storage.write_json_atomic(storage.join(self.output, layout.PROGRESS), doc)
 
 
+def check_finite(phase: str, step: int, logs: dict[str, Any]) -> None:
+    """A non-finite loss or KL means the weights just took a NaN/inf update: stop before they are
+    checkpointed or exported (the next rollout would fail inside sampling with a torch error)."""
+    bad = {k: logs[k] for k in ("loss", "kl") if isinstance(logs.get(k), float) and not math.isfinite(logs[k])}
+    if bad:
+        what = ", ".join(f"{k} {v}" for k, v in bad.items())
+        raise StepFailed(f"phase {phase} step {step}: {what} (not finite): training diverged; the phase's "
+                         "last checkpoint is kept, nothing after it was saved (lower lr or raise klCoef)")
+
+
 def callback(progress: Progress | None, phase: str, offset: int, on_save=None):
     """A transformers TrainerCallback: progress per logged step, checkpoint uploads, the fault hook."""
     from transformers import TrainerCallback
 
     class _Callback(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kw):
+            check_finite(phase, offset + state.global_step, logs or {})
             if progress is not None and state.is_world_process_zero and logs and "reward" in logs:
                 progress.step(phase, offset + state.global_step, logs)
 
