@@ -14,6 +14,30 @@ TTL_PATCH = {"Job": lambda s: {"spec": {"ttlSecondsAfterFinished": s}},
              "PyTorchJob": lambda s: {"spec": {"runPolicy": {"ttlSecondsAfterFinished": s}}}}
 
 
+# Children created through a typed API of the kubernetes client: since kubernetes 37 the client
+# validates such a body into its model (fields reordered, unknown ones refused). Custom resources
+# (PyTorchJob, TrainJob) go as built.
+TYPED_MODELS = {"Job": "V1Job"}
+
+
+def request_body(manifest: dict[str, Any]) -> dict[str, Any]:
+    """A child as the operator's API client puts it on the wire (what `vlmops render` prints); a
+    body the client's model refuses is a builder bug, named here (kind, name, field)."""
+    model = TYPED_MODELS.get(manifest["kind"])
+    if model is None:
+        return manifest
+    from kubernetes import client
+    from pydantic import TypeAdapter, ValidationError
+
+    try:
+        typed = TypeAdapter(getattr(client, model)).validate_python(manifest)
+    except ValidationError as e:
+        fields = "; ".join(f"{'.'.join(map(str, x['loc']))}: {x['msg']}" for x in e.errors())
+        raise ValueError(f"{manifest['kind']} {manifest['metadata'].get('name')}: the kubernetes client's "
+                         f"{model} refuses {fields}") from None
+    return client.ApiClient().sanitize_for_serialization(typed)
+
+
 def ttl_of(child: dict[str, Any]) -> int | None:
     spec = child.get("spec") or {}
     if child.get("kind") == "PyTorchJob":

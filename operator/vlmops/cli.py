@@ -122,26 +122,10 @@ class _Offline:
         return []
 
 
-# Children the operator creates through a typed API of the kubernetes client (vlmops.kube.Kube.create_child):
-# since kubernetes 37 the client validates such a body into its model, which orders the fields (and would
-# drop any it does not know). Custom resources (PyTorchJob, TrainJob) are sent as built.
-_TYPED_CHILDREN = {"Job": "V1Job"}
-
-
-def _as_sent(manifest: dict[str, Any]) -> dict[str, Any]:
-    """A child's manifest as the operator's API client puts it on the wire."""
-    model = _TYPED_CHILDREN.get(manifest["kind"])
-    if model is None:
-        return manifest
-    from kubernetes import client
-    from pydantic import TypeAdapter
-
-    return client.ApiClient().sanitize_for_serialization(TypeAdapter(getattr(client, model)).validate_python(manifest))
-
-
 def _cmd_render(args: argparse.Namespace) -> int:
     import yaml
 
+    from .childstate import request_body
     from .kinds import KINDS
     from .manifests import validate, with_defaults
     from .reconciler import observe
@@ -172,7 +156,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
             continue
         for step in snap.plan.steps:
             for m in [*step.extra, step.manifest]:
-                out.append(f"# {kind}/{name} step {step.name}\n" + yaml.safe_dump(_as_sent(m), sort_keys=False))
+                out.append(f"# {kind}/{name} step {step.name}\n" + yaml.safe_dump(request_body(m), sort_keys=False))
     if errors:
         for e in errors:
             print(f"error: {e}", file=sys.stderr)

@@ -14,7 +14,7 @@ from kubernetes.client.rest import ApiException
 
 from vlmops_contract.api import GROUP, VERSION
 
-from .childstate import CHILD_APIS as _CHILD_API, TTL_PATCH
+from .childstate import CHILD_APIS as _CHILD_API, TTL_PATCH, request_body
 from .kinds import KINDS
 from .kubeapi import CreateRefused
 from .metrics import API_WRITES
@@ -112,7 +112,7 @@ class Kube:
         API_WRITES.labels(verb="create", resource=plural).inc()
         try:
             if kind == "Job":
-                resp = self.batch.create_namespaced_job(ns, manifest, **self._raw)
+                resp = self.batch.create_namespaced_job(ns, request_body(manifest), **self._raw)
             else:
                 resp = self.custom.create_namespaced_custom_object(group, version, ns, plural, manifest,
                                                                    **self._raw)

@@ -7,6 +7,7 @@ import kubernetes_validate
 import pytest
 
 from vlmops.builders import BuildContext, child_name
+from vlmops.childstate import request_body
 from vlmops.kinds import build
 from vlmops.builders.common import MAX_CHILD_NAME
 from vlmops.kinds import planned_status
@@ -39,6 +40,7 @@ def test_every_child_of_the_recipe_validates_strictly(recipe):
         kinds.append(m["kind"])
         if m["kind"] == "Job":
             kubernetes_validate.validate(m, K8S_VERSION, strict=True)
+            assert request_body(m) == m  # the client's V1Job keeps every field (only the order may change)
         else:
             _validate_pytorchjob(m)
     assert kinds.count("PyTorchJob") == 3
@@ -189,6 +191,17 @@ def test_pytorchjob_check_catches_unknown_fields(recipe):
     m["spec"]["runPolicy"]["cleanupPolicy"] = "All"  # misspelt cleanPodPolicy
     with pytest.raises(AssertionError, match="runPolicy.cleanupPolicy"):
         _validate_pytorchjob(m)
+
+
+def test_a_job_field_the_clients_model_refuses_is_named(recipe):
+    """The kubernetes client validates a Job body into V1Job: the operator's create and `vlmops render`
+    share `request_body`, which names the field the model refuses."""
+    objs, ready = _pipeline(recipe)
+    step = next(s for s in build(objs[("PackedDataset", "llava-558k-8k")], ready).steps if s.kind == "Job")
+    m = copy.deepcopy(step.manifest)
+    m["spec"]["template"]["spec"]["containers"][0]["resource"] = {"limits": {"cpu": "1"}}  # misspelt resources
+    with pytest.raises(ValueError, match=r"V1Job refuses spec\.template\.spec\.containers\.0\.resource: Extra inputs"):
+        request_body(m)
 
 
 def test_eval_checks_the_stage_export_digest(recipe):
