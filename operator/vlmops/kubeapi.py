@@ -18,13 +18,23 @@ class CreateRefused(Exception):
         self.status = status
 
 
-class KubeAPI(Protocol):
+class KubeReader(Protocol):
+    """The reads `reconciler.observe` makes: all that `vlmops render`/`validate` implement offline
+    (a test runs observe through an object that has nothing else)."""
+
     def get_cr(self, kind: str, namespace: str, name: str) -> Obj | None: ...
 
+    def get_child(self, kind: str, namespace: str, name: str) -> Obj | None: ...
+
+    def list_pods(self, namespace: str, selector: dict[str, str]) -> list[Obj]: ...
+
+
+READS = tuple(n for n in vars(KubeReader) if not n.startswith("_"))
+
+
+class KubeAPI(KubeReader, Protocol):
     def patch_cr_status(self, kind: str, namespace: str, name: str, patch: Obj) -> None:
         """Apply a JSON merge patch to the CR's status subresource."""
-
-    def get_child(self, kind: str, namespace: str, name: str) -> Obj | None: ...
 
     def create_child(self, manifest: Obj) -> Obj:
         """Create-if-absent: an existing object of that name is returned, not an error."""
@@ -37,7 +47,5 @@ class KubeAPI(Protocol):
     def delete_child(self, kind: str, namespace: str, name: str) -> None:
         """Delete it and its pods (the child remains, being deleted, until they are gone); an absent
         child is not an error."""
-
-    def list_pods(self, namespace: str, selector: dict[str, str]) -> list[Obj]: ...
 
     def post_event(self, obj: Obj, type_: str, reason: str, message: str, at: str) -> None: ...

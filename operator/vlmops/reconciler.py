@@ -26,7 +26,7 @@ from .api.kind import name_problem
 from .builders import BuildContext, Plan, Step
 from .builders.uris import relative_locations, resolve_uris
 from .kinds import KINDS, Kind
-from .kubeapi import CreateRefused, KubeAPI
+from .kubeapi import CreateRefused, KubeAPI, KubeReader
 from .metrics import CHILD_FAILURES, RECONCILE_ERRORS, RECONCILE_TIME, RECONCILE_TOTAL
 
 log = logging.getLogger("vlmops.reconciler")
@@ -97,7 +97,7 @@ def reconcile(kube: KubeAPI, kind: str, namespace: str, name: str, ctx: BuildCon
 
 # -- observe ------------------------------------------------------------------------------------
 
-def observe(kube: KubeAPI, kind: Kind, namespace: str, name: str, ctx: BuildContext) -> Snapshot | None:
+def observe(kube: KubeReader, kind: Kind, namespace: str, name: str, ctx: BuildContext) -> Snapshot | None:
     """Everything `decide` needs, read from the API; None when the CR is gone or going."""
     obj = kube.get_cr(kind.kind, namespace, name)
     if obj is None or obj["metadata"].get("deletionTimestamp"):
@@ -131,7 +131,7 @@ def observe(kube: KubeAPI, kind: Kind, namespace: str, name: str, ctx: BuildCont
     return snap
 
 
-def _read_children(kube: KubeAPI, snap: Snapshot) -> None:
+def _read_children(kube: KubeReader, snap: Snapshot) -> None:
     """Children in step order up to the first one not (yet) succeeded; pods where a step's result
     or failure has to be read (a child that just succeeded, or one that failed)."""
     ns, recorded = snap.obj["metadata"]["namespace"], snap.recorded
