@@ -155,22 +155,25 @@ def test_every_job_has_the_same_shape(package):
         assert {"add_arguments", "run"} <= defined, f"{package}.{step}"
 
 
-def test_the_cluster_client_the_local_store_and_the_test_fake_all_implement_kubeapi():
+def test_the_cluster_client_the_local_store_and_the_test_fake_all_implement_kubeapi_and_render_its_reads():
     import importlib.util
     import inspect
 
+    from vlmops.cli import _Offline
     from vlmops.kube import Kube
-    from vlmops.kubeapi import KubeAPI
+    from vlmops.kubeapi import READS, KubeAPI, KubeReader
     from vlmops.local.kube import LocalKube
 
     spec = importlib.util.spec_from_file_location("fake_api", ROOT / "tests" / "reconcile" / "fake_api.py")
     fake = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(fake)
-    calls = {n: inspect.signature(f) for n, f in vars(KubeAPI).items()
+    calls = {n: inspect.signature(f) for proto in (KubeReader, KubeAPI) for n, f in vars(proto).items()
              if callable(f) and not n.startswith("_")}
-    assert len(calls) == 9
-    for impl in (Kube, LocalKube, fake.FakeKube):
-        for name, sig in calls.items():
+    assert len(calls) == 9 and set(READS) < set(calls)
+    impls = [(impl, calls) for impl in (Kube, LocalKube, fake.FakeKube)]
+    impls.append((_Offline, {n: calls[n] for n in READS}))  # render/validate: the reads only
+    for impl, want in impls:
+        for name, sig in want.items():
             have = inspect.signature(getattr(impl, name))
             assert list(have.parameters) == list(sig.parameters), f"{impl.__name__}.{name}{have} != {sig}"
 

@@ -30,13 +30,6 @@ def _crs():
     return [(d["kind"], d["metadata"]["name"]) for d in example_docs("ns")]
 
 
-def test_the_readers_protocol_is_what_the_offline_commands_implement():
-    from vlmops.cli import _Offline
-
-    assert set(READS) == {"get_cr", "get_child", "list_pods"}
-    assert all(callable(getattr(_Offline, r, None)) for r in READS)
-
-
 @pytest.mark.parametrize("kind,name", _crs())
 def test_observe_makes_only_reads_in_every_state_of_a_cr(kind, name):
     kube = FakeKube(example_docs("ns"))
