@@ -2,6 +2,7 @@
 where they live in the API and how to read their state. Pure functions."""
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,7 +10,8 @@ from typing import Any
 CHILD_APIS = {"Job": ("batch", "v1", "jobs"), "PyTorchJob": ("kubeflow.org", "v1", "pytorchjobs"),
               "TrainJob": ("trainer.kubeflow.org", "v1alpha1", "trainjobs")}
 # Where a finished child's time-to-live goes (a merge patch). A TrainJob has no such field (Trainer
-# v2.3): it is kept, and its pods follow the runtime's JobSet.
+# v2.3): the operator deletes it itself once the same time has passed (`reap_due`); its CR is
+# resynced until then (`awaits_reaping`), done or not.
 TTL_PATCH = {"Job": lambda s: {"spec": {"ttlSecondsAfterFinished": s}},
              "PyTorchJob": lambda s: {"spec": {"runPolicy": {"ttlSecondsAfterFinished": s}}}}
 
@@ -103,3 +105,37 @@ _STATES = {"PyTorchJob": pytorchjob_state, "TrainJob": trainjob_state}
 
 def state(child: dict[str, Any]) -> ChildState:
     return _STATES.get(child.get("kind"), job_state)(child)
+
+
+def finished_at(child: dict[str, Any]) -> str | None:
+    """When a succeeded child finished: its Complete condition's lastTransitionTime."""
+    for c in (child.get("status") or {}).get("conditions") or []:
+        if c.get("type") == "Complete" and c.get("status") == "True":
+            return c.get("lastTransitionTime")
+    return None
+
+
+def _time(s: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(s.replace("Z", "+00:00"))
+
+
+def reap_due(child: dict[str, Any], recorded_phase: str | None, ttl: int | None, now: str) -> bool:
+    """A succeeded child of a kind without a TTL field (TrainJob) is deleted by the operator, as a
+    Job's TTL controller would delete a Job: only once its result is in the CR's status (the CR
+    recorded it Succeeded) and `ttl` seconds after it finished. Never a failed one (kept to debug)."""
+    if ttl is None or child.get("kind") in TTL_PATCH or recorded_phase != "Succeeded":
+        return False
+    if state(child).phase != "Succeeded" or not (at := finished_at(child)):
+        return False
+    return _time(now) >= _time(at) + dt.timedelta(seconds=ttl)
+
+
+def awaits_reaping(status: dict[str, Any], ttl: int | None, now: str, margin: int) -> bool:
+    """A CR whose succeeded child has no TTL field keeps being resynced (though done) until `ttl`
+    (+ `margin`, a few resync intervals) has passed since the CR finished: then that child is gone."""
+    if ttl is None or not status.get("completionTime"):
+        return False
+    if not any(c.get("kind") not in TTL_PATCH and c.get("kind") in CHILD_APIS and c.get("phase") == "Succeeded"
+               for c in status.get("children") or []):
+        return False
+    return _time(now) <= _time(status["completionTime"]) + dt.timedelta(seconds=ttl + margin)

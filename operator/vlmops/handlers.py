@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from vlmops_contract.api import GROUP, VERSION
 from vlmops_contract.labels import MANAGED_BY, MANAGED_BY_LABEL, parent_of
 
-from . import progress, status_metrics
+from . import childstate, conditions, progress, status_metrics
 from .builders import BuildContext
 from .builders.inputs import is_done
 from .kinds import KINDS, Kind
@@ -68,6 +68,11 @@ class Operator:
                 reconcile(self.kube, kind, namespace, name, self.ctx)
         finally:
             self.clock.finish(token)
+
+    def needs_resync(self, body: dict[str, Any], done_condition: str) -> bool:
+        return not is_done(body, done_condition) or childstate.awaits_reaping(
+            body.get("status") or {}, self.ctx.ttl_seconds_after_finished, conditions.now(),
+            margin=int(3 * self.resync_interval))
 
     def mirror_progress(self, kind: str, namespace: str, name: str, spec: dict[str, Any],
                         status: dict[str, Any]) -> None:
@@ -123,10 +128,11 @@ def register(op: Operator, registry: kopf.OperatorRegistry | None = None) -> kop
                        registry=registry, backoff=op.retry_backoff)(own)
 
         # Level-triggered for real: a lost event, a failed status patch or a child deleted by hand is
-        # noticed within one interval; a pass that changes nothing writes nothing.
+        # noticed within one interval; a pass that changes nothing writes nothing. A done CR is still
+        # resynced while a succeeded child without a TTL field (TrainJob) waits for its TTL.
         kopf.timer(GROUP, VERSION, kind.plural, interval=op.resync_interval, initial_delay=op.resync_interval,
                    id=f"resync-{kind.short}", registry=registry,
-                   when=lambda body, _done=kind.done_condition, **_: not is_done(dict(body), _done))(own)
+                   when=lambda body, _done=kind.done_condition, **_: op.needs_resync(dict(body), _done))(own)
 
         kopf.index(GROUP, VERSION, kind.plural, id=_index_id(kind), registry=registry)(references_index(kind))
 

@@ -43,7 +43,7 @@ REQUIRED_PERMISSIONS: list[dict[str, Any]] = [
             "training children: create-if-absent, adoption, kopf watch, stopping an older generation, TTL"),
     *_perms("trainer.kubeflow.org", "trainjobs", ("get", "list", "watch", "create", "patch", "delete"),
             "training children (runtime TrainJob): create-if-absent, adoption, kopf watch, stopping an older "
-            "generation"),
+            "generation, deleting a succeeded one after the TTL (it has no TTL field)"),
     *_perms("", "pods", ("list",), "job results from terminated containers' termination messages"),
     *_perms("", "events", ("create",), "Kubernetes Events on transitions"),
     *_perms("", "namespaces", ("list", "watch"), "kopf: namespace observation", scope="cluster"),

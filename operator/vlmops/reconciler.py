@@ -63,6 +63,7 @@ class Decision:
     create: list[Step] = field(default_factory=list)
     delete: list[tuple[str, str]] = field(default_factory=list)  # (kind, name) of older-generation children
     expire: list[tuple[str, str]] = field(default_factory=list)  # (kind, name): results in status, give a TTL
+    reap: list[tuple[str, str]] = field(default_factory=list)  # (kind, name): no TTL field, TTL passed: delete
     adopt: list[tuple[dict[str, Any], list[dict[str, Any]]]] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
     newly_failed: list[str] = field(default_factory=list)  # kinds of children that just failed (metrics)
@@ -238,10 +239,13 @@ def _walk_steps(snap: Snapshot, kind: Kind, d: Decision, state: "_StateSetter") 
             if was.get("phase") != "Succeeded":
                 results.copy_into(status, results.from_pods(snap.pods.get(step.name) or []), kind.result_keys)
                 _record_image(snap, kind, d, status, step.name)
-            elif snap.ttl is not None and step.kind in childstate.TTL_PATCH and \
-                    childstate.ttl_of(child) is None:
-                # its result was recorded by an earlier pass (status written): now it may go
-                d.expire.append((step.kind, step.child_name))
+            elif snap.ttl is not None and step.kind in childstate.TTL_PATCH:
+                if childstate.ttl_of(child) is None:
+                    # its result was recorded by an earlier pass (status written): now it may go
+                    d.expire.append((step.kind, step.child_name))
+            elif childstate.reap_due(child, was.get("phase"), snap.ttl, snap.at):
+                # no TTL field (TrainJob): the operator deletes it as the TTL controller would
+                d.reap.append((step.kind, step.child_name))
             continue
         status["children"] = children
         if st.phase == "Failed":
@@ -365,6 +369,9 @@ def act(kube: KubeAPI, snap: Snapshot, d: Decision) -> Outcome:
     for child_kind, name in d.expire:
         assert snap.ttl is not None
         kube.expire_child(child_kind, meta["namespace"], name, snap.ttl)
+    for child_kind, name in d.reap:
+        kube.delete_child(child_kind, meta["namespace"], name)
+        log.info("deleted %s %s/%s (finished %s s ago, result recorded)", child_kind, meta["namespace"], name, snap.ttl)
     for child_kind in d.newly_failed:
         CHILD_FAILURES.labels(kind=child_kind).inc()
     if d.stamp:  # before the status patch: status.output.digest is the manifest as stored

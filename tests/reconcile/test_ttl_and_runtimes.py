@@ -114,3 +114,74 @@ def test_a_stage_has_the_same_status_and_results_with_either_runtime():
 def test_a_trainjobs_conditions_set_its_phase(conds, jobs, phase):
     st = {"conditions": [{"type": t, "status": s, "reason": t} for t, s in conds], "jobsStatus": jobs}
     assert childstate.state({"kind": "TrainJob", "status": st}).phase == phase
+
+
+def _ago(seconds: int) -> str:
+    import datetime as dt
+
+    t = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=seconds)
+    return t.replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def _finished_trainjob(seconds_ago: int, ok: bool = True) -> dict:
+    cond = {"type": "Complete" if ok else "Failed", "status": "True", "lastTransitionTime": _ago(seconds_ago)}
+    return {"kind": "TrainJob", "metadata": {"name": "s-train-g1"}, "status": {"conditions": [cond]}}
+
+
+@pytest.mark.parametrize("child, recorded, ttl, due", [
+    (_finished_trainjob(3601), "Succeeded", 3600, True),
+    (_finished_trainjob(3500), "Succeeded", 3600, False),  # not yet
+    (_finished_trainjob(3601), "Running", 3600, False),  # its result is not in status yet
+    (_finished_trainjob(3601), None, 3600, False),
+    (_finished_trainjob(3601, ok=False), "Failed", 3600, False),  # failed ones are kept to debug
+    (_finished_trainjob(3601), "Succeeded", None, False),  # TTL off in the chart
+    ({**_finished_trainjob(3601), "kind": "Job"}, "Succeeded", 3600, False),  # Jobs have their own TTL field
+    ({"kind": "TrainJob", "status": {"conditions": [{"type": "Complete", "status": "True"}]}}, "Succeeded", 0,
+     False),  # no finishing time: never guessed
+])
+def test_when_a_finished_trainjob_is_due_for_deletion(child, recorded, ttl, due):
+    assert childstate.reap_due(child, recorded, ttl, _ago(0)) is due
+
+
+def test_a_succeeded_trainjob_is_deleted_after_the_ttl_and_the_stage_keeps_its_result():
+    """Trainer v2.3's TrainJob has no ttlSecondsAfterFinished: the reconciler deletes it once its result
+    is in the stage's status and the chart's TTL has passed since it finished; the done stage keeps
+    being resynced until then, not after."""
+    from vlmops.handlers import Operator
+
+    docs = [d for d in example_docs("ns") if d["metadata"]["name"] in ("llava-558k-8k", "stage-1-alignment")]
+    stage = next(d for d in docs if d["kind"] == "VLMTrainingStage")
+    stage["spec"].pop("initFrom", None)
+    stage["spec"]["runtime"] = "TrainJob"
+    stage["spec"]["scheduling"] = {"queueName": "vlm-training"}
+    kube = FakeKube(docs)
+    _run(kube)
+    for step in ("lengths", "plan", "write", "finalize"):
+        kube.succeed(f"llava-558k-8k-{step}-g1", result_for("PackedDataset", "llava-558k-8k", step))
+        _run(kube)
+    _run(kube, "stage-1-alignment", "VLMTrainingStage")
+    name = "stage-1-alignment-train-g1"
+    kube.succeed(name, result_for("VLMTrainingStage", "stage-1-alignment", "train"))
+    finished = kube.children[name]["status"]["conditions"][0]
+    finished["lastTransitionTime"] = _ago(7200)
+    kube.writes.clear()
+    _run(kube, "stage-1-alignment", "VLMTrainingStage")  # reads the result into status: kept this pass
+    assert name in kube.children and not [w for w in kube.writes if w[0] == "delete"]
+    st = kube.crs[("VLMTrainingStage", "stage-1-alignment")]
+    op = Operator(CTX, resync_interval=60)
+    assert op.needs_resync(st, "Succeeded")  # done, but its TrainJob waits for the TTL
+    finished["lastTransitionTime"] = _ago(60)
+    _run(kube, "stage-1-alignment", "VLMTrainingStage")
+    assert name in kube.children  # finished a minute ago
+    finished["lastTransitionTime"] = _ago(CTX.ttl_seconds_after_finished + 1)
+    kube.writes.clear()
+    _run(kube, "stage-1-alignment", "VLMTrainingStage")
+    assert kube.writes == [("delete", name)] and name not in kube.children
+    kube.writes.clear()
+    _run(kube, "stage-1-alignment", "VLMTrainingStage")
+    st = kube.crs[("VLMTrainingStage", "stage-1-alignment")]
+    assert st["status"]["phase"] == "Succeeded" and st["status"]["children"][0]["phase"] == "Succeeded"
+    assert st["status"].get("hf") and kube.writes == []  # not run again, nothing rewritten
+    st["status"]["completionTime"] = _ago(CTX.ttl_seconds_after_finished + 181)
+    assert not op.needs_resync(st, "Succeeded")  # past the TTL and three resyncs: left alone
+    assert not Operator(dataclasses.replace(CTX, ttl_seconds_after_finished=None)).needs_resync(st, "Succeeded")
