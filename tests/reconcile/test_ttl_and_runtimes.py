@@ -58,7 +58,8 @@ def test_failed_children_and_a_disabled_ttl_are_left_alone():
     assert expired == {"llava-558k-8k-lengths-g1", "llava-558k-8k-plan-g1"}
 
 
-def _stage_run(runtime: str):
+def _stage_started(runtime: str) -> FakeKube:
+    """The packed dataset done and stage-1 with its training child created, on `runtime`."""
     docs = [d for d in example_docs("ns") if d["metadata"]["name"] in ("llava-558k-8k", "stage-1-alignment")]
     stage = next(d for d in docs if d["kind"] == "VLMTrainingStage")
     stage["spec"].pop("initFrom", None)
@@ -70,6 +71,11 @@ def _stage_run(runtime: str):
         kube.succeed(f"llava-558k-8k-{step}-g1", result_for("PackedDataset", "llava-558k-8k", step))
         _run(kube)
     _run(kube, "stage-1-alignment", "VLMTrainingStage")
+    return kube
+
+
+def _stage_run(runtime: str):
+    kube = _stage_started(runtime)
     child = kube.children["stage-1-alignment-train-g1"]
     running = copy.deepcopy(kube.crs[("VLMTrainingStage", "stage-1-alignment")]["status"])
     kube.succeed("stage-1-alignment-train-g1", result_for("VLMTrainingStage", "stage-1-alignment", "train"))
@@ -149,17 +155,7 @@ def test_a_succeeded_trainjob_is_deleted_after_the_ttl_and_the_stage_keeps_its_r
     being resynced until then, not after."""
     from vlmops.handlers import Operator
 
-    docs = [d for d in example_docs("ns") if d["metadata"]["name"] in ("llava-558k-8k", "stage-1-alignment")]
-    stage = next(d for d in docs if d["kind"] == "VLMTrainingStage")
-    stage["spec"].pop("initFrom", None)
-    stage["spec"]["runtime"] = "TrainJob"
-    stage["spec"]["scheduling"] = {"queueName": "vlm-training"}
-    kube = FakeKube(docs)
-    _run(kube)
-    for step in ("lengths", "plan", "write", "finalize"):
-        kube.succeed(f"llava-558k-8k-{step}-g1", result_for("PackedDataset", "llava-558k-8k", step))
-        _run(kube)
-    _run(kube, "stage-1-alignment", "VLMTrainingStage")
+    kube = _stage_started("TrainJob")
     name = "stage-1-alignment-train-g1"
     kube.succeed(name, result_for("VLMTrainingStage", "stage-1-alignment", "train"))
     finished = kube.children[name]["status"]["conditions"][0]
