@@ -134,18 +134,20 @@ def _finished_trainjob(seconds_ago: int, ok: bool = True) -> dict:
     return {"kind": "TrainJob", "metadata": {"name": "s-train-g1"}, "status": {"conditions": [cond]}}
 
 
-@pytest.mark.parametrize("child, recorded, ttl, due", [
-    (_finished_trainjob(3601), "Succeeded", 3600, True),
-    (_finished_trainjob(3500), "Succeeded", 3600, False),  # not yet
-    (_finished_trainjob(3601), "Running", 3600, False),  # its result is not in status yet
-    (_finished_trainjob(3601), None, 3600, False),
-    (_finished_trainjob(3601, ok=False), "Failed", 3600, False),  # failed ones are kept to debug
-    (_finished_trainjob(3601), "Succeeded", None, False),  # TTL off in the chart
-    ({**_finished_trainjob(3601), "kind": "Job"}, "Succeeded", 3600, False),  # Jobs have their own TTL field
-    ({"kind": "TrainJob", "status": {"conditions": [{"type": "Complete", "status": "True"}]}}, "Succeeded", 0,
-     False),  # no finishing time: never guessed
+@pytest.mark.parametrize("ago, ok, kind, recorded, ttl, due", [
+    (3601, True, "TrainJob", "Succeeded", 3600, True),
+    (3500, True, "TrainJob", "Succeeded", 3600, False),  # not yet
+    (3601, True, "TrainJob", "Running", 3600, False),  # its result is not in status yet
+    (3601, True, "TrainJob", None, 3600, False),
+    (3601, False, "TrainJob", "Failed", 3600, False),  # failed ones are kept to debug
+    (3601, True, "TrainJob", "Succeeded", None, False),  # TTL off in the chart
+    (3601, True, "Job", "Succeeded", 3600, False),  # Jobs have their own TTL field
+    (None, True, "TrainJob", "Succeeded", 0, False),  # no finishing time: never guessed
 ])
-def test_when_a_finished_trainjob_is_due_for_deletion(child, recorded, ttl, due):
+def test_when_a_finished_trainjob_is_due_for_deletion(ago, ok, kind, recorded, ttl, due):
+    child = {**_finished_trainjob(ago or 0, ok), "kind": kind}  # times taken now, not at collection
+    if ago is None:
+        del child["status"]["conditions"][0]["lastTransitionTime"]
     assert childstate.reap_due(child, recorded, ttl, _ago(0)) is due
 
 
