@@ -97,9 +97,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 
 class _Offline:
     """The API server as `vlmops render` sees it (a `kubeapi.KubeReader`, all that `observe` reads):
-    the CRs of the files, and no children yet. An input
-    without a status in the files gets the status it will have once done (`planned_status`: its
-    output locations), unless --strict-inputs."""
+    the CRs of the files, and no children yet. An input without a status in the files gets the
+    status it will have once done (`planned_status`: its output locations), unless --strict-inputs."""
 
     def __init__(self, objs: dict[tuple[str, str], dict[str, Any]], ctx, strict: bool):
         self.objs, self.ctx, self.strict = objs, ctx, strict

@@ -371,7 +371,7 @@ def act(kube: KubeAPI, snap: Snapshot, d: Decision) -> Outcome:
         kube.expire_child(child_kind, meta["namespace"], name, snap.ttl)
     for child_kind, name in d.reap:
         kube.delete_child(child_kind, meta["namespace"], name)
-        log.info("deleted %s %s/%s (finished %s s ago, result recorded)", child_kind, meta["namespace"], name, snap.ttl)
+        log.info("deleted %s %s/%s (finished over %s s ago, result recorded)", child_kind, meta["namespace"], name, snap.ttl)
     for child_kind in d.newly_failed:
         CHILD_FAILURES.labels(kind=child_kind).inc()
     if d.stamp:  # before the status patch: status.output.digest is the manifest as stored
